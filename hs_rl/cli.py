@@ -1,0 +1,97 @@
+"""The `hs-rl` command: one subcommand per capability, each parsed by TRL's parser from its own dataclass.
+
+Every subcommand is a pair (arguments dataclass, function) living in the module that owns the capability;
+this file only maps names to them, so adding a command never touches the modules' logic.
+Leading positional words are mapped onto named fields (``hs-rl convert IN OUT`` is
+``--input IN --output OUT``) so that TRL's parser stays the single source of truth for every option.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+from dataclasses import dataclass
+
+from trl import TrlParser
+
+
+@dataclass(frozen=True)
+class Command:
+    """Where a subcommand's argument dataclasses and entry function live, and its positional words."""
+
+    module: str
+    dataclasses: tuple[str, ...]
+    function: str
+    help: str
+    positional: tuple[str, ...] = ()
+    # A trailing positional that takes every remaining leading word (e.g. several result files).
+    variadic_last: bool = False
+
+
+COMMANDS: dict[str, Command] = {
+    "train": Command("hs_rl.train", ("DataArguments", "OmniGRPOConfig", "OmniModelConfig"), "run_train",
+                     "GRPO-train one stage from a stage YAML", positional=("config",)),
+    "pipeline": Command("hs_rl.pipeline", ("PipelineArguments",), "run_pipeline",
+                        "run the chained stages of a pipeline YAML", positional=("pipeline",)),
+    "demo": Command("hs_rl.demo", ("DemoArguments",), "run_demo",
+                    "tiny model + sample data + the tiny three-stage pipeline, on CPU"),
+    "convert": Command("hs_rl.convert", ("ConvertArguments",), "run_convert",
+                       "HumanSense JSON -> normalized records JSONL", positional=("input", "output")),
+    "validate-data": Command("hs_rl.validation", ("ValidateArguments",), "run_validate",
+                             "check every record and its media before training", positional=("path",)),
+    "make-tiny-model": Command("hs_rl.tiny_model", ("TinyModelArguments",), "run_make_tiny_model",
+                               "write a tiny random Qwen2.5-Omni with tokenizer and processor", positional=("output_dir",)),
+    "make-sample-data": Command("hs_rl.sample_data", ("SampleDataArguments",), "run_make_sample_data",
+                                "write short clips, wavs, a training JSON and benchmark files", positional=("output_dir",)),
+    "eval": Command("hs_rl.evaluate", ("EvalArguments",), "run_eval",
+                    "answer the HumanSense benchmark with a checkpoint (resumable)"),
+    "score": Command("hs_rl.scoring", ("ScoreArguments",), "run_score",
+                     "score result files: per task, tier, question type; report and plot",
+                     positional=("results",), variadic_last=True),
+}
+
+
+def _map_positionals(command: Command, argv: list[str]) -> list[str]:
+    """Turn leading positional words into the named options TRL's parser understands."""
+    leading: list[str] = []
+    while len(leading) < len(argv) and not argv[len(leading)].startswith("-"):
+        leading.append(argv[len(leading)])
+    rest = argv[len(leading):]
+    mapped: list[str] = []
+    for i, name in enumerate(command.positional):
+        if i >= len(leading):
+            break
+        last = i == len(command.positional) - 1
+        values = leading[i:] if (last and command.variadic_last) else [leading[i]]
+        mapped += [f"--{name}", *values]
+    extra = leading[len(command.positional):] if not command.variadic_last else []
+    if extra:
+        raise SystemExit(f"hs-rl: unexpected arguments {extra}")
+    return mapped + rest
+
+
+def build_parser(name: str) -> TrlParser:
+    """The parser of one subcommand, built from the dataclasses its module declares."""
+    command = COMMANDS[name]
+    module = importlib.import_module(command.module)
+    types = [getattr(module, n) for n in command.dataclasses]
+    return TrlParser(types, prog=f"hs-rl {name}", description=command.help)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        lines = [f"  {n:<18} {c.help}" for n, c in COMMANDS.items()]
+        print("usage: hs-rl COMMAND [ARGS]\n\ncommands:\n" + "\n".join(lines))
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    name, rest = argv[0], argv[1:]
+    command = COMMANDS[name]
+    parser = build_parser(name)
+    parsed = parser.parse_args_and_config(_map_positionals(command, rest))
+    function = getattr(importlib.import_module(command.module), command.function)
+    result = function(*parsed)
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
