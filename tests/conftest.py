@@ -1,0 +1,26 @@
+"""Shared fixtures: the tiny model and the generated sample data, built once per test session, offline."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="session")
+def sample_data(tmp_path_factory) -> dict[str, Path]:
+    """Paths written by `hs_rl.sample_data.make_sample_data` (see its docstring for the keys)."""
+    from hs_rl.sample_data import make_sample_data
+
+    return make_sample_data(tmp_path_factory.mktemp("sample_data"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory) -> dict[str, Path]:
+    """Paths written by `hs_rl.tiny_model.make_tiny_model`: keys `full` (full Omni) and `thinker`."""
+    from hs_rl.tiny_model import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_model"))
