@@ -1,0 +1,315 @@
+"""Decoding videos and audio into the tensors and arrays Qwen2.5-Omni's processor takes.
+
+Video: frames are read with decord at evenly spaced indices, their count and size follow the
+qwen-omni-utils rules (`smart_nframes`, `smart_resize`, reimplemented here), and they come back as uint8
+T x C x H x W already resized (bicubic, antialiased).
+
+Audio: float32 mono at 16 kHz from any container PyAV opens (wav/mp3/m4a/flac, or the audio track of a
+video). Audio is never cut here. Note on audio longer than 30 s: in transformers 5.23
+`Qwen2_5OmniProcessor._process_audio` calls its `WhisperFeatureExtractor` with `padding="max_length"` and
+the extractor's defaults `truncation=True`, `max_length=n_samples` (30 s * 16 kHz = 480,000 samples), so by
+default the processor silently TRUNCATES every clip to its first 30 s (3,000 mel frames, 750 audio tokens).
+Passing `audio_kwargs={"truncation": False}` keeps the whole clip for a single sample, but a batch mixing a
+long and a short clip then fails to stack unless `max_length` is raised to the longest clip too. Callers
+that need all of a long clip either pass those kwargs or split it with `chunk_audio` (consecutive pieces of
+at most 30 s, each given to the processor as its own audio input).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+AUDIO_SAMPLING_RATE = 16000
+WHISPER_MAX_SECONDS = 30.0
+VIDEO_FRAME_MAX_PIXELS = 768 * 28 * 28  # qwen-omni-utils' hard per-frame ceiling
+
+
+class MediaError(ValueError):
+    """A media file is missing or unreadable; the message names the file and the problem."""
+
+
+@dataclass
+class VideoSampling:
+    """How many frames to take and at which size (the qwen-omni-utils video defaults)."""
+
+    fps: float = 2.0
+    min_frames: int = 4
+    max_frames: int = 768
+    min_pixels: int = 128 * 28 * 28
+    max_pixels: int = 768 * 28 * 28
+    total_pixels: int = 24576 * 28 * 28
+    frame_factor: int = 2
+    image_factor: int = 28
+
+
+@dataclass
+class VideoClip:
+    """Sampled, resized frames plus the timing the processor needs for its position ids."""
+
+    frames: torch.Tensor
+    sample_fps: float
+    num_source_frames: int
+    duration_s: float
+
+
+@dataclass
+class VideoInfo:
+    """What probing a video proved about it."""
+
+    num_frames: int
+    fps: float
+    duration_s: float
+    has_audio: bool
+
+
+@dataclass
+class AudioInfo:
+    """What probing an audio file proved about it."""
+
+    duration_s: float
+    sample_rate: int
+
+
+# ----------------------------------------------------------------------------------------------- rules
+
+def _round_to(value: float, factor: int) -> int:
+    """Nearest multiple of factor."""
+    return int(round(value / factor)) * factor
+
+
+def _ceil_to(value: float, factor: int) -> int:
+    """Smallest multiple of factor not below value."""
+    return int(math.ceil(value / factor)) * factor
+
+
+def _floor_to(value: float, factor: int) -> int:
+    """Largest multiple of factor not above value."""
+    return int(math.floor(value / factor)) * factor
+
+
+def smart_nframes(total_frames: int, video_fps: float, sampling: VideoSampling) -> int:
+    """Frame count from duration*fps, clamped to [min_frames, max_frames, total] and floored to frame_factor."""
+    factor = sampling.frame_factor
+    lowest = _ceil_to(sampling.min_frames, factor)
+    highest = _floor_to(min(sampling.max_frames, total_frames), factor)
+    wanted = total_frames / video_fps * sampling.fps
+    count = _floor_to(min(max(wanted, lowest), highest, total_frames), factor)
+    if count < factor or count > total_frames:
+        raise ValueError(f"cannot sample {count} frames (factor {factor}) from a video of {total_frames} frames")
+    return count
+
+
+def smart_resize(height: int, width: int, factor: int, min_pixels: int, max_pixels: int) -> tuple[int, int]:
+    """Sides that are multiples of factor, area within [min_pixels, max_pixels], aspect ratio kept."""
+    if min(height, width) <= 0:
+        raise ValueError(f"frame size {height}x{width} is empty")
+    if max(height, width) / min(height, width) > 200:
+        raise ValueError(f"aspect ratio of {height}x{width} is above 200")
+    new_h = max(factor, _round_to(height, factor))
+    new_w = max(factor, _round_to(width, factor))
+    if new_h * new_w > max_pixels:
+        scale = math.sqrt(height * width / max_pixels)
+        new_h = max(factor, _floor_to(height / scale, factor))
+        new_w = max(factor, _floor_to(width / scale, factor))
+    elif new_h * new_w < min_pixels:
+        scale = math.sqrt(min_pixels / (height * width))
+        new_h = _ceil_to(height * scale, factor)
+        new_w = _ceil_to(width * scale, factor)
+    return new_h, new_w
+
+
+def frame_max_pixels(nframes: int, sampling: VideoSampling) -> int:
+    """Per-frame pixel cap: the total budget shared over frame pairs, never below 1.05*min_pixels."""
+    shared = sampling.total_pixels / nframes * sampling.frame_factor
+    cap = max(min(VIDEO_FRAME_MAX_PIXELS, shared), int(sampling.min_pixels * 1.05))
+    return int(min(sampling.max_pixels, cap))
+
+
+def video_frame_size(height: int, width: int, nframes: int, sampling: VideoSampling) -> tuple[int, int]:
+    """Target (height, width) for nframes frames of a height x width video."""
+    return smart_resize(height, width, sampling.image_factor, sampling.min_pixels, frame_max_pixels(nframes, sampling))
+
+
+# ----------------------------------------------------------------------------------------------- video
+
+def _require_file(path: str | Path) -> Path:
+    """Fail early, naming the file, when it does not exist."""
+    path = Path(path)
+    if not path.is_file():
+        raise MediaError(f"{path}: file not found")
+    return path
+
+
+def _open_decord(path: Path):
+    """Open a decord reader, turning decord's errors into MediaError."""
+    import decord
+
+    try:
+        reader = decord.VideoReader(str(path), num_threads=1)
+    except Exception as err:  # decord raises DECORDError/RuntimeError with C++ text
+        raise MediaError(f"{path}: cannot decode video ({_short(err)})") from err
+    if len(reader) == 0:
+        raise MediaError(f"{path}: video has zero frames")
+    return reader
+
+
+def _short(err: BaseException) -> str:
+    """First line of an error, without decord's long C++ traces."""
+    text = str(err).strip().splitlines()
+    return text[0][:200] if text else type(err).__name__
+
+
+def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Bicubic antialiased resize of uint8 T x C x H x W frames, back to uint8."""
+    if tuple(frames.shape[-2:]) == (height, width):
+        return frames.contiguous()
+    resized = torch.nn.functional.interpolate(
+        frames.float(), size=(height, width), mode="bicubic", align_corners=False, antialias=True
+    )
+    return resized.round_().clamp_(0, 255).to(torch.uint8)
+
+
+def load_video(path: str | Path, sampling: VideoSampling | None = None) -> VideoClip:
+    """Sample and resize frames the way qwen-omni-utils does, so training sees what evaluation sees."""
+    sampling = sampling or VideoSampling()
+    path = _require_file(path)
+    reader = _open_decord(path)
+    total = len(reader)
+    video_fps = float(reader.get_avg_fps())
+    if not video_fps > 0:
+        raise MediaError(f"{path}: video reports no frame rate")
+    try:
+        nframes = smart_nframes(total, video_fps, sampling)
+    except ValueError as err:
+        raise MediaError(f"{path}: {err}") from err
+    indices = torch.linspace(0, total - 1, nframes).round().long().tolist()
+    try:
+        batch = reader.get_batch(indices).asnumpy()
+    except Exception as err:
+        raise MediaError(f"{path}: cannot decode frames ({_short(err)})") from err
+    frames = torch.from_numpy(batch).permute(0, 3, 1, 2)
+    height, width = video_frame_size(frames.shape[2], frames.shape[3], nframes, sampling)
+    duration = total / video_fps
+    return VideoClip(resize_frames(frames, height, width), nframes / duration, total, duration)
+
+
+def _open_av(path: Path):
+    """Open a container with PyAV, turning its errors into MediaError."""
+    import av
+
+    try:
+        return av.open(str(path))
+    except Exception as err:
+        raise MediaError(f"{path}: cannot open media file ({_short(err)})") from err
+
+
+def has_audio_track(path: str | Path) -> bool:
+    """True when the container has an audio stream (header inspection only, nothing decoded)."""
+    path = _require_file(path)
+    with _open_av(path) as container:
+        return len(container.streams.audio) > 0
+
+
+def _count_video_frames(path: Path) -> tuple[int, float, int]:
+    """Decode every video frame with PyAV; return (decoded, fps, frames the header promises)."""
+    import av
+
+    with _open_av(path) as container:
+        if not container.streams.video:
+            raise MediaError(f"{path}: has no video track")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"
+        promised = int(stream.frames or 0)
+        fps = float(stream.average_rate or stream.guessed_rate or 0)
+        decoded = 0
+        try:
+            for _ in container.decode(stream):
+                decoded += 1
+        except av.error.FFmpegError as err:
+            raise MediaError(f"{path}: video stream is corrupt after {decoded} frames ({_short(err)})") from err
+    return decoded, fps, promised
+
+
+def probe_video(path: str | Path) -> VideoInfo:
+    """Prove a video is fully decodable (both by decord and PyAV) before training relies on it."""
+    path = _require_file(path)
+    decoded, fps, promised = _count_video_frames(path)
+    if decoded == 0:
+        raise MediaError(f"{path}: video has zero decodable frames")
+    if promised and decoded < promised:
+        raise MediaError(f"{path}: truncated video, decoded {decoded} of {promised} frames")
+    reader = _open_decord(path)
+    if decoded < len(reader):
+        raise MediaError(f"{path}: truncated video, decoded {decoded} of {len(reader)} frames")
+    fps = fps or float(reader.get_avg_fps())
+    return VideoInfo(num_frames=len(reader), fps=fps, duration_s=len(reader) / fps, has_audio=has_audio_track(path))
+
+
+# ----------------------------------------------------------------------------------------------- audio
+
+def _decode_audio(path: Path, sampling_rate: int) -> np.ndarray:
+    """Decode the first audio stream, resampled to float mono at sampling_rate."""
+    import av
+
+    with _open_av(path) as container:
+        if not container.streams.audio:
+            raise MediaError(f"{path}: has no audio track")
+        stream = container.streams.audio[0]
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sampling_rate)
+        pieces: list[np.ndarray] = []
+        try:
+            for frame in container.decode(stream):
+                pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(frame))
+            pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
+        except av.error.FFmpegError as err:
+            raise MediaError(f"{path}: audio stream is corrupt ({_short(err)})") from err
+    if not pieces:
+        return np.zeros(0, dtype=np.float32)
+    return np.clip(np.concatenate(pieces).astype(np.float32, copy=False), -1.0, 1.0)
+
+
+def load_audio(path: str | Path, sampling_rate: int = AUDIO_SAMPLING_RATE) -> np.ndarray:
+    """Whole audio (never cut at 30 s) as float32 mono in [-1, 1], from an audio file or a video's track."""
+    path = _require_file(path)
+    return _decode_audio(path, sampling_rate)
+
+
+def _check_wav_header(path: Path) -> None:
+    """PyAV guesses formats from content, so check a .wav's RIFF header strictly with soundfile."""
+    import soundfile
+
+    try:
+        soundfile.info(str(path))
+    except Exception as err:
+        raise MediaError(f"{path}: broken audio header ({_short(err)})") from err
+
+
+def probe_audio(path: str | Path) -> AudioInfo:
+    """Prove an audio file is fully decodable and non-empty; report its length and native rate."""
+    path = _require_file(path)
+    if path.suffix.lower() in (".wav", ".flac"):
+        _check_wav_header(path)
+    with _open_av(path) as container:
+        if not container.streams.audio:
+            raise MediaError(f"{path}: has no audio track")
+        native_rate = int(container.streams.audio[0].rate or 0)
+    samples = _decode_audio(path, AUDIO_SAMPLING_RATE)
+    if samples.size == 0:
+        raise MediaError(f"{path}: audio decodes to zero samples")
+    return AudioInfo(duration_s=samples.size / AUDIO_SAMPLING_RATE, sample_rate=native_rate or AUDIO_SAMPLING_RATE)
+
+
+def chunk_audio(
+    samples: np.ndarray, sampling_rate: int = AUDIO_SAMPLING_RATE, max_seconds: float = WHISPER_MAX_SECONDS
+) -> list[np.ndarray]:
+    """Split audio into consecutive pieces of at most max_seconds, because the processor truncates at 30 s."""
+    if max_seconds <= 0:
+        raise ValueError("max_seconds must be positive")
+    size = int(round(max_seconds * sampling_rate))
+    if samples.size <= size:
+        return [samples]
+    return [samples[start:start + size] for start in range(0, samples.size, size)]
