@@ -1,0 +1,354 @@
+"""`hs-rl score`: accuracy per task, tier and question type for one or several result files, with a report.
+
+Reads our results JSONL (`id`, `task_type`, `question_type`, `options`, `answer`, `prediction`) and the
+upstream HumanSense result files (the benchmark JSON with each model's answer stored in the question
+dicts under the model's name). Every answer is scored by `hs_rl.answers`, the same code as the reward.
+"""
+from __future__ import annotations
+
+import json
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from hs_rl.answers import QUESTION_TYPES, extract_answer, question_type_from_pattern, score_answer
+from hs_rl.records import iter_jsonl
+from hs_rl.tiers import UNASSIGNED, classify, paper_avg_baseline, task_info, tasks, tier_names
+
+SCORING_NOTE = (
+    "Scored by hs_rl.answers (the same code as the accuracy reward): an empty or unreadable answer counts "
+    "as WRONG and numbers are read whole (\"10\" is ten). The released HumanSense scorer skipped empty "
+    "answers (they left the denominator, so its accuracy reads higher) and read only the first character "
+    "of a numeric answer; figures here are therefore not directly comparable where answers are empty or "
+    "numbers exceed 9. Multi-choice: a correct strict subset earns 0.5, so `correct` may be fractional."
+)
+
+# Fields of an upstream question dict that are data, not a model's answer.
+KNOWN_QUESTION_FIELDS = frozenset({
+    "question", "options", "answer", "question_pattern", "task_type", "full_frame_number", "fps",
+    "asr_en", "asr_zh", "asr", "id", "question_id", "qid", "video_path", "audio_path", "duration", "time",
+    "video_or_clip", "start_time", "end_time", "subtitle", "modality", "video", "audio", "source",
+})
+
+
+@dataclass
+class ScoreArguments:
+    """Options of `hs-rl score RESULTS... --out DIR`."""
+
+    results: list[str] = field(metadata={"help": "result files: our results JSONL or upstream benchmark JSON"})
+    out: str = field(metadata={"help": "report directory (scores.json, report.md, tasks.png)"})
+    model: list[str] | None = field(default=None, metadata={
+        "help": "one name per file (or one for all): the column name, and for upstream files the key "
+                "each answer is stored under (detected when it is the only unknown key)"})
+    labels: list[str] | None = field(default=None, metadata={"help": "column labels overriding --model"})
+
+
+@dataclass
+class Item:
+    """One scored question: where it came from, how it is grouped and what it earned."""
+
+    id: str
+    task_type: str
+    question_type: str
+    score: float
+    empty: bool
+
+
+# ---------------------------------------------------------------- reading
+
+def _prediction_text(value: Any) -> str:
+    """A stored prediction as text (upstream files sometimes hold lists)."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " ".join(str(v) for v in value)
+    return str(value)
+
+
+def _item(where: str, ident: str, task_type: Any, qtype: Any, pattern: Any, options: Any, key: Any,
+          prediction: Any) -> Item:
+    """Score one question, with errors naming the file position."""
+    if not task_type:
+        raise ValueError(f"{where}: question has no task_type")
+    if not qtype and pattern:
+        try:
+            qtype = question_type_from_pattern(pattern)
+        except ValueError as err:
+            raise ValueError(f"{where}: {err}") from err
+    if qtype not in QUESTION_TYPES:
+        raise ValueError(f"{where}: unknown question_type {qtype!r}; known: {list(QUESTION_TYPES)}")
+    text = _prediction_text(prediction)
+    score = score_answer(text, key, qtype, list(options or []), tagged=False)
+    return Item(id=str(ident), task_type=str(task_type), question_type=qtype, score=score,
+                empty=not extract_answer(text))
+
+
+def _question_dicts(entries: list[Any], path: str) -> Iterable[tuple[str, dict[str, Any], dict[str, Any]]]:
+    """(position, entry, question) for every question of an upstream benchmark file."""
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or "questions" not in entry:
+            raise ValueError(f"{path}: entry {i} has no 'questions'")
+        questions = entry["questions"]
+        questions = [questions] if isinstance(questions, dict) else list(questions or [])
+        for j, question in enumerate(questions):
+            yield f"{path}: entry {i} question {j}", entry, question
+
+
+def detect_model_key(entries: list[Any], path: str = "<data>") -> str:
+    """The one key holding model answers: the only string-valued key outside the known fields."""
+    candidates: set[str] = set()
+    for _, _, question in _question_dicts(entries, path):
+        candidates |= {k for k, v in question.items()
+                       if k not in KNOWN_QUESTION_FIELDS and (isinstance(v, str) or v is None)}
+    if len(candidates) == 1:
+        return candidates.pop()
+    found = ", ".join(sorted(candidates)) or "none"
+    raise ValueError(f"{path}: cannot tell which key holds the model's answers (candidates: {found}); "
+                     "pass --model NAME")
+
+
+def load_upstream(entries: list[Any], path: str, model: str | None = None) -> tuple[list[Item], str]:
+    """Score an upstream benchmark file; returns the items and the model key used."""
+    key = model or detect_model_key(entries, path)
+    items = []
+    for where, entry, question in _question_dicts(entries, path):
+        items.append(_item(where, question.get("id") or where.split(": ", 1)[1],
+                           question.get("task_type") or entry.get("task_type"), None,
+                           question.get("question_pattern"), question.get("options"), question.get("answer"),
+                           question.get(key)))
+    if items and all(it.empty for it in items):
+        raise ValueError(f"{path}: no question has an answer under {key!r}; check --model")
+    return items, key
+
+
+def _load_ours(rows: Iterable[tuple[str, dict[str, Any]]]) -> list[Item]:
+    """Score our results rows."""
+    return [_item(where, row.get("id", where), row.get("task_type"), row.get("question_type"),
+                  row.get("question_pattern"), row.get("options"), row.get("answer"), row.get("prediction"))
+            for where, row in rows]
+
+
+def load_results(path: str | Path, model: str | None = None) -> tuple[list[Item], str | None]:
+    """Score every question of a results file (ours or upstream); returns items and the upstream key."""
+    path = str(path)
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None  # JSON Lines
+    if isinstance(data, dict):
+        data = [data]
+    if isinstance(data, list):
+        if data and all(isinstance(e, dict) and "questions" in e for e in data):
+            return load_upstream(data, path, model)
+        return _load_ours((f"{path}: item {i}", row) for i, row in enumerate(data)), None
+    return _load_ours((f"{path}:{n}", row) for n, row in iter_jsonl(path)), None
+
+
+# ---------------------------------------------------------------- aggregating
+
+def _bucket(correct: float, total: int, empty: int = 0) -> dict[str, Any]:
+    """A correct/total/accuracy cell."""
+    return {"correct": round(correct, 6), "total": total, "accuracy": correct / total if total else None,
+            "empty": empty}
+
+
+def score_items(items: Sequence[Item]) -> dict[str, Any]:
+    """Accuracy per task, tier, question type and overall, plus the paper's 13-task average."""
+    sums: dict[str, dict[str, list]] = {"tasks": defaultdict(list), "question_types": defaultdict(list)}
+    for it in items:
+        sums["tasks"][it.task_type].append(it)
+        sums["question_types"][it.question_type].append(it)
+
+    def cell(group: Sequence[Item]) -> dict[str, Any]:
+        return _bucket(sum(i.score for i in group), len(group), sum(i.empty for i in group))
+
+    order = {abbrev: n for n, abbrev in enumerate(tasks())}
+    task_rows: dict[str, Any] = {}
+    for task_type in sorted(sums["tasks"], key=lambda t: (order.get(classify(t)[1], len(order)), t)):
+        tier, abbrev = classify(task_type)
+        info = task_info(task_type)
+        task_rows[task_type] = {**cell(sums["tasks"][task_type]), "tier": tier, "abbrev": abbrev,
+                                "baseline": info.baseline if info else None}
+    tier_rows: dict[str, Any] = {}
+    for tier in [*tier_names(), UNASSIGNED]:
+        members = [t for t, row in task_rows.items() if row["tier"] == tier]
+        if not members:
+            continue
+        group = [i for t in members for i in sums["tasks"][t]]
+        accs = [task_rows[t]["accuracy"] for t in members]
+        tier_rows[tier] = {**cell(group), "task_mean": sum(accs) / len(accs), "tasks": members}
+    qtype_rows = {q: cell(sums["question_types"][q]) for q in QUESTION_TYPES if q in sums["question_types"]}
+    in_avg = {row["abbrev"]: row["accuracy"] for t, row in task_rows.items()
+              if (info := task_info(t)) is not None and info.in_paper_avg}
+    expected = [a for a, info in tasks().items() if info.in_paper_avg]
+    return {
+        "tasks": task_rows,
+        "tiers": tier_rows,
+        "question_types": qtype_rows,
+        "all": cell(items),
+        # Unweighted mean over whichever of the 13 video tasks are present (see paper_avg_missing).
+        "paper_avg": sum(in_avg.values()) / len(in_avg) if in_avg else None,
+        "paper_avg_tasks": [a for a in expected if a in in_avg],
+        "paper_avg_missing": [a for a in expected if a not in in_avg],
+        "unassigned_task_types": [t for t, row in task_rows.items() if row["tier"] == UNASSIGNED],
+        "note": SCORING_NOTE,
+    }
+
+
+# ---------------------------------------------------------------- reporting
+
+def _fmt(cell: dict[str, Any] | None) -> str:
+    """"0.600 (60/100)" for a table cell; an en dash when absent."""
+    if not cell or cell.get("accuracy") is None:
+        return "–"
+    correct = cell["correct"]
+    shown = int(correct) if float(correct).is_integer() else round(correct, 1)
+    return f"{cell['accuracy']:.3f} ({shown}/{cell['total']})"
+
+
+def _task_order(models: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]:
+    """(tier, abbrev, task_type) of every task any model has, grouped by tier in benchmark order."""
+    seen: dict[str, tuple[str, str]] = {}
+    for scores in models.values():
+        for task_type, row in scores["tasks"].items():
+            seen.setdefault(task_type, (row["tier"], row["abbrev"]))
+    order = {abbrev: n for n, abbrev in enumerate(tasks())}
+    tiers = {t: n for n, t in enumerate([*tier_names(), UNASSIGNED])}
+    rows = [(tier, abbrev, task_type) for task_type, (tier, abbrev) in seen.items()]
+    return sorted(rows, key=lambda r: (tiers[r[0]], order.get(r[1], len(order)), r[2]))
+
+
+def render_markdown(models: dict[str, dict[str, Any]]) -> str:
+    """Side-by-side Markdown: task rows grouped by tier, one column per model, plus the paper baseline."""
+    labels = list(models)
+    head = "| Tier | Task | task_type | Paper (Qwen2.5-Omni-7B) | " + " | ".join(labels) + " |"
+    rule = "|" + "---|" * (4 + len(labels))
+    lines = ["# HumanSense scores", "", SCORING_NOTE, "", head, rule]
+    rows = _task_order(models)
+    for tier in dict.fromkeys(r[0] for r in rows):
+        for _, abbrev, task_type in (r for r in rows if r[0] == tier):
+            info = task_info(task_type)
+            base = f"{info.baseline:.3f}" if info and info.baseline is not None else "–"
+            cells = [_fmt(models[m]["tasks"].get(task_type)) for m in labels]
+            lines.append(f"| {tier} | {abbrev} | `{task_type}` | {base} | " + " | ".join(cells) + " |")
+        cells = [_fmt(models[m]["tiers"].get(tier)) for m in labels]
+        lines.append(f"| **{tier}** | **all** | | | " + " | ".join(cells) + " |")
+    base_avg = paper_avg_baseline()
+    avgs = [f"{models[m]['paper_avg']:.3f}" if models[m]["paper_avg"] is not None else "–" for m in labels]
+    lines.append(f"| | **Paper Avg. (13 video tasks)** | | {base_avg:.3f} | " + " | ".join(avgs) + " |"
+                 if base_avg is not None else "| | **Paper Avg.** | | – | " + " | ".join(avgs) + " |")
+    lines.append("| | **All questions** | | | " + " | ".join(_fmt(models[m]["all"]) for m in labels) + " |")
+    lines += ["", "## By question type", "", "| question_type | " + " | ".join(labels) + " |",
+              "|" + "---|" * (1 + len(labels))]
+    for qtype in QUESTION_TYPES:
+        if any(qtype in models[m]["question_types"] for m in labels):
+            lines.append(f"| {qtype} | " + " | ".join(_fmt(models[m]["question_types"].get(qtype))
+                                                       for m in labels) + " |")
+    notes = []
+    for m in labels:
+        if models[m]["paper_avg_missing"]:
+            notes.append(f"- {m}: Paper Avg. over {len(models[m]['paper_avg_tasks'])} of 13 tasks "
+                         f"(missing: {', '.join(models[m]['paper_avg_missing'])})")
+        if models[m]["unassigned_task_types"]:
+            notes.append(f"- {m}: unassigned task types (not in tiers.yaml): "
+                         f"{', '.join(models[m]['unassigned_task_types'])}")
+        empties = models[m]["all"]["empty"]
+        if empties:
+            notes.append(f"- {m}: {empties} empty answers, counted wrong")
+    if notes:
+        lines += ["", "## Notes", "", *notes]
+    return "\n".join(lines) + "\n"
+
+
+def plot_tasks(models: dict[str, dict[str, Any]], path: str | Path) -> None:
+    """Grouped bars: per task, one bar per model, with the paper baseline as a black tick."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = _task_order(models)
+    labels = list(models)
+    width = 0.8 / max(1, len(labels))
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) * max(1, len(labels)) ** 0.5 + 2), 4.5))
+    for k, label in enumerate(labels):
+        heights = [(models[label]["tasks"].get(t) or {}).get("accuracy") or 0.0 for _, _, t in rows]
+        xs = [n - 0.4 + width * (k + 0.5) for n in range(len(rows))]
+        ax.bar(xs, heights, width=width, label=label)
+    labelled = False
+    for n, (_, _, task_type) in enumerate(rows):
+        info = task_info(task_type)
+        if info and info.baseline is not None:
+            ax.hlines(info.baseline, n - 0.42, n + 0.42, colors="black", linewidth=1.5,
+                      label=None if labelled else "paper baseline (Qwen2.5-Omni-7B)")
+            labelled = True
+    ax.set_xticks(range(len(rows)))
+    ax.set_xticklabels([f"{tier}\n{abbrev}" for tier, abbrev, _ in rows], fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("accuracy")
+    ax.set_title("HumanSense accuracy per task")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- command
+
+def _labels(args: ScoreArguments) -> tuple[list[str | None], list[str]]:
+    """(upstream model key per file, column label per file), checked against the number of files."""
+    n = len(args.results)
+    models = list(args.model or [])
+    if models and len(models) not in (1, n):
+        raise ValueError(f"--model takes one name or one per result file ({n}), got {len(models)}")
+    keys: list[str | None] = (models * n if len(models) == 1 else models) or [None] * n
+    if args.labels and len(args.labels) != n:
+        raise ValueError(f"--labels takes one label per result file ({n}), got {len(args.labels)}")
+    labels = list(args.labels) if args.labels else [
+        (k if len(models) == n and k else Path(p).stem) for k, p in zip(keys, args.results)]
+    unique: list[str] = []
+    for label in labels:
+        name, i = label, 2
+        while name in unique:
+            name, i = f"{label} ({i})", i + 1
+        unique.append(name)
+    return keys, unique
+
+
+def score_files(args: ScoreArguments) -> dict[str, Any]:
+    """Score every file and write scores.json, report.md and tasks.png under args.out."""
+    if not args.results:
+        raise ValueError("hs-rl score: give at least one result file")
+    keys, labels = _labels(args)
+    models: dict[str, dict[str, Any]] = {}
+    for path, key, label in zip(args.results, keys, labels):
+        items, used = load_results(path, key)
+        scores = score_items(items)
+        scores["source"] = str(path)
+        if used is not None:
+            scores["model_key"] = used
+        models[label] = scores
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = next(iter(models.values())) if len(models) == 1 else {"models": models, "note": SCORING_NOTE}
+    (out / "scores.json").write_text(json.dumps(payload, indent=2, ensure_ascii=False), encoding="utf-8")
+    (out / "report.md").write_text(render_markdown(models), encoding="utf-8")
+    plot_tasks(models, out / "tasks.png")
+    return payload
+
+
+def run_score(args: ScoreArguments) -> int:
+    """Entry point of `hs-rl score`."""
+    payload = score_files(args)
+    models = payload["models"] if "models" in payload else {"": payload}
+    for label, scores in models.items():
+        avg = scores["paper_avg"]
+        overall = scores["all"]["accuracy"]
+        print(f"{label or args.results[0]}: all {overall if overall is None else round(overall, 4)} "
+              f"({scores['all']['total']} questions), paper avg "
+              f"{'–' if avg is None or math.isnan(avg) else round(avg, 4)}")
+    print(f"report written to {args.out}")
+    return 0
