@@ -1,0 +1,114 @@
+"""Reward functions (TRL signature) and the spec resolver."""
+from __future__ import annotations
+
+import pytest
+
+from hs_rl.rewards import get_reward, get_rewards
+from rewards import REGISTRY
+from rewards.format import format_reward
+from rewards.think_length import make_think_length_reward
+
+OPTS = ["A. happy", "B. sad", "C. angry", "D. calm"]
+
+# (completion, key, question_type, accuracy, format)
+CASES = [
+    ("<think>she cries</think><answer>B</answer>", "B", "single_choice", 1.0, 1.0),
+    ("\n<think>x</think>\n\n<answer>B. sad</answer>\n", "B", "single_choice", 1.0, 1.0),
+    ("<think>x</think><answer>A</answer><answer>B</answer>", "B", "single_choice", 1.0, 0.0),  # last wins
+    ("<think>x</think><answer>B</answer><answer>A</answer>", "B", "single_choice", 0.0, 0.0),
+    ("<think><think>x</think></think><answer>B</answer>", "B", "single_choice", 1.0, 0.0),    # nested
+    ("<think>x</think><answer><answer>B</answer></answer>", "B", "single_choice", 1.0, 0.0),
+    ("Sure! <think>x</think><answer>B</answer>", "B", "single_choice", 1.0, 0.0),            # text outside
+    ("<think>x</think> so <answer>B</answer>", "B", "single_choice", 1.0, 0.0),
+    ("<think>x</think><answer>B</answer> done", "B", "single_choice", 1.0, 0.0),
+    ("<answer>B</answer><think>x</think>", "B", "single_choice", 1.0, 0.0),                  # wrong order
+    ("<think>x</think><answer></answer>", "B", "single_choice", 0.0, 0.0),
+    ("<think>x</think><answer>A B C D</answer>", "B", "single_choice", 0.0, 1.0),
+    ("<think>x</think><answer>ABCD</answer>", "B", "single_choice", 0.0, 1.0),
+    ("<think>x</think><answer>C</answer>", "B", "single_choice", 0.0, 1.0),                  # wrong letter
+    ("<think>x</think><answer>E</answer>", "B", "single_choice", 0.0, 1.0),                  # not an option
+    ("<think>x</think><answer>Both are sad</answer>", "B", "single_choice", 0.0, 1.0),
+    ("<think>x</think><answer>A and C</answer>", "AC", "multi_choice", 1.0, 1.0),
+    ("<think>x</think><answer>C</answer>", "AC", "multi_choice", 0.5, 1.0),                  # subset
+    ("<think>x</think><answer>A, D</answer>", "AC", "multi_choice", 0.0, 1.0),
+    ("<think>x</think><answer>10</answer>", "10", "number", 1.0, 1.0),
+    ("<think>x</think><answer>1</answer>", "10", "number", 0.0, 1.0),
+    ("<think>x</think><answer> Yes. </answer>", "yes", "yes_no", 1.0, 1.0),
+    (" Yes. ", "Yes", "yes_no", 1.0, 0.0),                                                   # bare answer
+    ("B", "B", "single_choice", 1.0, 0.0),
+]
+
+
+def _kwargs(rows):
+    return {"answer": [r[1] for r in rows], "question_type": [r[2] for r in rows],
+            "options": [OPTS if "choice" in r[2] else [] for r in rows]}
+
+
+def test_accuracy_and_format_table():
+    completions = [[{"role": "assistant", "content": r[0]}] for r in CASES]
+    assert REGISTRY["accuracy"](completions, **_kwargs(CASES)) == [r[3] for r in CASES]
+    assert REGISTRY["format"](completions, **_kwargs(CASES)) == [r[4] for r in CASES]
+
+
+def test_plain_string_completions_and_parts():
+    rows = CASES[:2]
+    assert REGISTRY["accuracy"]([r[0] for r in rows], **_kwargs(rows)) == [1.0, 1.0]
+    parts = [[{"role": "assistant", "content": [{"type": "text", "text": rows[0][0]}]}]]
+    assert format_reward(parts) == [1.0]
+
+
+def test_not_applicable_rows_give_none():
+    out = REGISTRY["accuracy"](["B", "B"], answer=["B", None], question_type=["essay", "single_choice"],
+                               options=[OPTS, OPTS])
+    assert out == [None, None]
+
+
+def test_strict_accuracy_and_answer_format():
+    kw = {"answer": ["B", "B", "B"], "question_type": ["single_choice"] * 3, "options": [OPTS] * 3}
+    comps = ["B", "<answer>B</answer>", "<answer>Both</answer>"]
+    assert REGISTRY["accuracy_strict"](comps, **kw) == [0.0, 1.0, 0.0]
+    assert REGISTRY["answer_format"](comps, **kw) == [0.0, 1.0, 0.0]
+
+
+def test_think_length():
+    reward = make_think_length_reward(2, 4)
+    assert reward.__name__ == "think_length_2_4"
+    assert reward(["<think>a b c</think>", "<think>a</think>", "no think", "<think>a b c d e f</think>"]) == [
+        1.0, 0.5, 0.0, 0.5]
+    assert REGISTRY["think_length"](["<think>" + "w " * 100 + "</think><answer>A</answer>"]) == [1.0]
+
+
+def test_get_reward_name_module_and_file(tmp_path, monkeypatch):
+    assert get_reward("accuracy") is REGISTRY["accuracy"]
+    fn = get_reward("rewards.accuracy:accuracy_reward")
+    assert fn.__name__ == "accuracy_reward"
+    (tmp_path / "my_reward.py").write_text(
+        "def shout(completions, **kwargs):\n    return [1.0 if '!' in str(c) else 0.0 for c in completions]\n")
+    monkeypatch.chdir(tmp_path)
+    user = get_reward("my_reward.py:shout")
+    assert user.__name__ == "shout" and user(["a!", "b"]) == [1.0, 0.0]
+    monkeypatch.chdir("/")
+    assert get_reward("my_reward.py:shout", base_dir=tmp_path)(["!"]) == [1.0]
+    assert [f.__name__ for f in get_rewards(["format", str(tmp_path / "my_reward.py") + ":shout"])] == [
+        "format_reward", "shout"]
+
+
+def test_get_reward_errors(tmp_path):
+    with pytest.raises(ValueError) as err:
+        get_reward("acuracy")
+    message = str(err.value)
+    assert "'acuracy'" in message and "Did you mean 'accuracy'" in message and "format" in message
+    with pytest.raises(FileNotFoundError, match="missing.py"):
+        get_reward("missing.py:f", base_dir=tmp_path)
+    with pytest.raises(AttributeError, match="accuracy_reward"):
+        get_reward("rewards.accuracy:accuracy_rewrd")
+    with pytest.raises(ModuleNotFoundError, match="no_such_pkg"):
+        get_reward("no_such_pkg.mod:f")
+
+
+def test_callable_without_name_gets_one(tmp_path):
+    (tmp_path / "obj.py").write_text(
+        "class R:\n    def __call__(self, completions, **kw):\n        return [0.0] * len(completions)\n"
+        "scorer = R()\n")
+    fn = get_reward(str(tmp_path / "obj.py") + ":scorer")
+    assert fn.__name__ == "scorer" and fn(["x"]) == [0.0]
