@@ -5,14 +5,16 @@ qwen-omni-utils rules (`smart_nframes`, `smart_resize`, reimplemented here), and
 T x C x H x W already resized (bicubic, antialiased).
 
 Audio: float32 mono at 16 kHz from any container PyAV opens (wav/mp3/m4a/flac, or the audio track of a
-video). Audio is never cut here. Note on audio longer than 30 s: in transformers 5.23
-`Qwen2_5OmniProcessor._process_audio` calls its `WhisperFeatureExtractor` with `padding="max_length"` and
-the extractor's defaults `truncation=True`, `max_length=n_samples` (30 s * 16 kHz = 480,000 samples), so by
-default the processor silently TRUNCATES every clip to its first 30 s (3,000 mel frames, 750 audio tokens).
-Passing `audio_kwargs={"truncation": False}` keeps the whole clip for a single sample, but a batch mixing a
-long and a short clip then fails to stack unless `max_length` is raised to the longest clip too. Callers
-that need all of a long clip either pass those kwargs or split it with `chunk_audio` (consecutive pieces of
-at most 30 s, each given to the processor as its own audio input).
+video). Audio is never cut here: a clip longer than 30 s is returned whole. What the processor then does
+(checked on transformers 5.23 with the real `Qwen2_5OmniProcessor`): `_process_audio` calls its
+`WhisperFeatureExtractor` with `padding="max_length"` and the extractor's own defaults `truncation=True`,
+`max_length=n_samples` (30 s * 16 kHz = 480,000 samples), so by default every clip is silently TRUNCATED to
+its first 30 s (3,000 mel frames, 750 audio tokens; a 35 s clip loses its last 5 s). Two ways keep it all:
+  * `audio_kwargs={"truncation": False}` (875 tokens for 35 s). In a batch mixing long and short clips this
+    only stacks with `audio_kwargs={"truncation": False, "max_length": <longest clip in samples>}` plus
+    `text_kwargs={"padding": True}`;
+  * `chunk_audio` below: consecutive pieces of at most 30 s, each passed as its own audio input with its own
+    audio placeholder in the prompt (35 s -> 30 s + 5 s -> 750 + 125 = 875 tokens, the same count).
 """
 from __future__ import annotations
 
