@@ -1,0 +1,178 @@
+"""`hs-rl score`: known accuracies, the upstream file format, side-by-side reports, and the released semantics."""
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import pytest
+
+from hs_rl.answers import PATTERN_TO_TYPE
+from hs_rl.cli import main
+from hs_rl.scoring import ScoreArguments, load_results, score_files
+
+OPTS = ["A. happy", "B. sad", "C. angry", "D. calm"]
+TYPE_TO_PATTERN = {v: k for k, v in PATTERN_TO_TYPE.items()}
+
+
+def row(i, task, qtype, key, pred, options=None):
+    """One of our results rows."""
+    opts = OPTS if options is None and "choice" in qtype else (options or [])
+    return {"id": str(i), "task_type": task, "question_type": qtype, "options": opts, "answer": key,
+            "prediction": pred}
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+# Emo_Strategy (L4): 4 questions, 3 right -> 0.75. Human_Counting (L2): "10" right, "3 people" right,
+# empty wrong -> 2/3. Relation_Recognition (L3) multi: exact 1 + subset 0.5 + wrong 0 -> 1.5/3 = 0.5.
+# Mystery_Task: unassigned, 1/1.
+ROWS = [
+    row(1, "Emo_Strategy", "single_choice", "B", "<think>t</think><answer>B</answer>"),
+    row(2, "Emo_Strategy", "single_choice", "B", "B. sad"),
+    row(3, "Emo_Strategy", "single_choice", "A", "A"),
+    row(4, "Emo_Strategy", "single_choice", "A", "ABCD"),
+    row(5, "Human_Counting", "number", "10", "10"),
+    row(6, "Human_Counting", "number", "3", "3 people"),
+    row(7, "Human_Counting", "number", "3", ""),
+    row(8, "Relation_Recognition", "multi_choice", "AC", "A and C"),
+    row(9, "Relation_Recognition", "multi_choice", "AC", "C"),
+    row(10, "Relation_Recognition", "multi_choice", "AC", "B"),
+    row(11, "Mystery_Task", "yes_no", "Yes", " Yes. "),
+]
+
+
+def test_known_accuracies(tmp_path):
+    path = write_jsonl(tmp_path / "results.jsonl", ROWS)
+    scores = score_files(ScoreArguments(results=[str(path)], out=str(tmp_path / "report")))
+    tasks = scores["tasks"]
+    assert tasks["Emo_Strategy"]["correct"] == 3 and tasks["Emo_Strategy"]["accuracy"] == 0.75
+    assert tasks["Human_Counting"]["accuracy"] == pytest.approx(2 / 3)
+    assert tasks["Human_Counting"]["empty"] == 1 and tasks["Human_Counting"]["total"] == 3
+    assert tasks["Relation_Recognition"]["correct"] == 1.5
+    assert tasks["Relation_Recognition"]["accuracy"] == pytest.approx(0.5)
+    assert (tasks["Relation_Recognition"]["tier"], tasks["Relation_Recognition"]["abbrev"]) == ("L3", "RR1")
+    assert tasks["Mystery_Task"]["tier"] == "unassigned"
+    assert scores["unassigned_task_types"] == ["Mystery_Task"]
+    assert scores["tiers"]["L2"]["accuracy"] == pytest.approx(2 / 3)
+    assert set(scores["tiers"]) == {"L2", "L3", "L4", "unassigned"}
+    assert scores["question_types"]["multi_choice"]["correct"] == 1.5
+    assert scores["all"]["correct"] == pytest.approx(3 + 2 + 1.5 + 1)
+    assert scores["all"]["accuracy"] == pytest.approx(7.5 / 11)
+    # Paper Avg.: unweighted mean over the present video tasks ES, HC, RR1.
+    assert scores["paper_avg"] == pytest.approx((0.75 + 2 / 3 + 0.5) / 3)
+    assert scores["paper_avg_tasks"] == ["HC", "RR1", "ES"]
+    on_disk = json.loads((tmp_path / "report" / "scores.json").read_text())
+    assert on_disk["tasks"]["Emo_Strategy"]["accuracy"] == 0.75
+    assert "counts as WRONG" in (tmp_path / "report" / "report.md").read_text()
+
+
+def upstream_file(path, key="Qwen2.5-Omni", as_list=False):
+    """A benchmark JSON with answers under `key` (one question dict per entry, or a list)."""
+    entries = []
+    for r in ROWS:
+        q = {"task_type": r["task_type"], "question": "?", "question_pattern": TYPE_TO_PATTERN[r["question_type"]],
+             "options": r["options"], "answer": r["answer"], "fps": 1, "full_frame_number": 10,
+             key: r["prediction"]}
+        entries.append({"video_path": f"v{r['id']}.mp4", "questions": [q] if as_list else q})
+    path.write_text(json.dumps(entries))
+    return path
+
+
+@pytest.mark.parametrize("as_list", [False, True])
+def test_upstream_format_matches_ours(tmp_path, as_list):
+    ours = write_jsonl(tmp_path / "ours.jsonl", ROWS)
+    theirs = upstream_file(tmp_path / "bench.json", as_list=as_list)
+    a = score_files(ScoreArguments(results=[str(ours)], out=str(tmp_path / "a")))
+    b = score_files(ScoreArguments(results=[str(theirs)], out=str(tmp_path / "b"), model=["Qwen2.5-Omni"]))
+    c = score_files(ScoreArguments(results=[str(theirs)], out=str(tmp_path / "c")))  # key detected
+    assert b["model_key"] == c["model_key"] == "Qwen2.5-Omni"
+    for task, cell in a["tasks"].items():
+        assert b["tasks"][task]["accuracy"] == cell["accuracy"] == c["tasks"][task]["accuracy"]
+
+
+def test_upstream_ambiguous_key_is_an_error(tmp_path):
+    path = upstream_file(tmp_path / "bench.json")
+    data = json.loads(path.read_text())
+    data[0]["questions"]["OtherModel"] = "A"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match="--model"):
+        load_results(path)
+
+
+def test_side_by_side_via_cli(tmp_path):
+    good = write_jsonl(tmp_path / "good.jsonl", ROWS)
+    worse = write_jsonl(tmp_path / "worse.jsonl", [{**r, "prediction": ""} for r in ROWS])
+    out = tmp_path / "report"
+    assert main(["score", str(good), str(worse), "--out", str(out), "--labels", "trained", "base"]) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert list(scores["models"]) == ["trained", "base"]
+    assert scores["models"]["base"]["all"]["accuracy"] == 0.0
+    report = (out / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| Tier"))
+    assert "trained" in header and "base" in header and "Paper" in header
+    assert "| L4 | ES | `Emo_Strategy` | 0.607 | 0.750 (3/4) | 0.000 (0/4) |" in report
+    png = out / "tasks.png"
+    assert png.exists() and png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+# -------------------------------------------------- the released HumanSense semantics, re-implemented here
+
+def released_score(rows):
+    """Per-task accuracy as the released scorer computes it: skip empties, compare first characters."""
+    stats = defaultdict(lambda: [0.0, 0])
+    for r in rows:
+        pred, key, qtype = r["prediction"], r["answer"], r["question_type"]
+        if not pred:
+            continue
+        stats[r["task_type"]][1] += 1
+        if qtype == "single_choice":
+            stats[r["task_type"]][0] += pred[0].lower() == key[0].lower()
+        elif qtype == "number":
+            try:
+                stats[r["task_type"]][0] += int(pred[0]) == int(key)
+            except ValueError:
+                pass
+        elif qtype == "yes_no":
+            stats[r["task_type"]][0] += pred.replace(".", "").replace(" ", "").lower() == key.lower()
+        else:
+            letters = pred.replace(".", "").replace(",", "").lower()
+            if all(c in key.lower() for c in letters):
+                stats[r["task_type"]][0] += 1 if all(c in letters for c in key.lower()) else 0.5
+    return {task: correct / total for task, (correct, total) in stats.items()}
+
+
+CLEAN = [
+    row(1, "Emo_Strategy", "single_choice", "B", "B"), row(2, "Emo_Strategy", "single_choice", "B", "C"),
+    row(3, "Emo_Strategy", "single_choice", "A", "A"),
+    row(4, "Human_Counting", "number", "3", "3"), row(5, "Human_Counting", "number", "4", "2"),
+    row(6, "Familiarity_Recognition", "yes_no", "Yes", "Yes"),
+    row(7, "Familiarity_Recognition", "yes_no", "No", "Yes"),
+    row(8, "Familiarity_Recognition", "yes_no", "No", "No."),
+]
+
+
+def test_clean_answers_agree_with_released_semantics(tmp_path):
+    path = write_jsonl(tmp_path / "clean.jsonl", CLEAN)
+    ours = score_files(ScoreArguments(results=[str(path)], out=str(tmp_path / "r")))
+    expected = released_score(CLEAN)
+    assert {t: c["accuracy"] for t, c in ours["tasks"].items()} == pytest.approx(expected)
+
+
+def test_tags_and_option_text_where_first_character_fails(tmp_path):
+    # Key B. First-character reading: "<" wrong, "B. sad" right by luck, "Both..." right by accident,
+    # "10" read as 1. Ours: right, right, wrong (not an answer), right.
+    rows = [
+        row(1, "Emo_Strategy", "single_choice", "B", "<answer>B. sad</answer>"),
+        row(2, "Emo_Strategy", "single_choice", "B", "B. sad"),
+        row(3, "Emo_Strategy", "single_choice", "B", "Both are sad"),
+        row(4, "Human_Counting", "number", "10", "10"),
+    ]
+    path = write_jsonl(tmp_path / "tricky.jsonl", rows)
+    ours = score_files(ScoreArguments(results=[str(path)], out=str(tmp_path / "r")))
+    released = released_score(rows)
+    assert ours["tasks"]["Emo_Strategy"]["correct"] == 2  # the tagged and the "B. sad" answers
+    assert released["Emo_Strategy"] == pytest.approx(2 / 3)  # the tag missed, "Both" counted
+    assert ours["tasks"]["Human_Counting"]["accuracy"] == 1.0 and released["Human_Counting"] == 0.0
