@@ -264,7 +264,11 @@ def convert_entry(entry: Any, index: int, routing: Routing, media_root: Path | N
 def convert_humansense(entries: Iterable[Any], routing: Routing | Mapping[str, str] | None = None,
                        media_root: str | Path | None = None, *, source: str = "<input>",
                        relative_paths: bool = False) -> list[Record]:
-    """Turn parsed HumanSense entries into records (library entry point used by convert and validation)."""
+    """Turn parsed HumanSense entries into records (library entry point used by convert and validation).
+
+    `routing` is a `Routing` or a mapping task_type -> modality merged over the default recipe; relative
+    media paths resolve against `media_root` (the working directory when None) unless `relative_paths`.
+    """
     if routing is None:
         routing = default_routing()
     elif not isinstance(routing, Routing):

@@ -178,8 +178,10 @@ class _MediaChecker:
         if path not in cache:
             try:
                 cache[path] = probe(path)
-            except (media.MediaError, OSError, RuntimeError) as err:
+            except media.MediaError as err:
                 cache[path] = str(err)
+            except Exception as err:  # a decoder crash on one file must not hide the other problems
+                cache[path] = f"{path}: {type(err).__name__}: {err}"
         return cache[path]
 
     def check(self, record: Record, base: Path) -> list[str]:

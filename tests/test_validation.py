@@ -177,7 +177,7 @@ def test_cache_skips_decoding_and_media_change_invalidates(sample_data, tmp_path
     assert not validate_file(records_path, use_cache=False).cached and calls
 
 
-def test_problems_are_not_cached(bad_file, monkeypatch):
+def test_problems_are_not_cached(bad_file):
     validate_file(bad_file)
     assert not validate_file(bad_file).cached
 
