@@ -325,4 +325,6 @@ def run_validate(args: ValidateArguments) -> int:
         return 2
     report = validate_file(args.path, use_cache=not args.no_cache, media_root=args.media_root)
     print(report.format())
+    if not args.media_root and any("file not found:" in p.reason for p in report.problems):
+        print("hint: relative media paths were looked up next to the file; pass --media_root if they live elsewhere")
     return 1 if report.problems else 0
