@@ -308,7 +308,7 @@ def _labels(args: ScoreArguments) -> tuple[list[str | None], list[str]]:
     if args.labels and len(args.labels) != n:
         raise ValueError(f"--labels takes one label per result file ({n}), got {len(args.labels)}")
     labels = list(args.labels) if args.labels else [
-        (k if len(models) == n and k else Path(p).stem) for k, p in zip(keys, args.results)]
+        (k if len(set(models)) == n and k else Path(p).stem) for k, p in zip(keys, args.results)]
     unique: list[str] = []
     for label in labels:
         name, i = label, 2
