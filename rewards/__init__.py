@@ -9,6 +9,7 @@ from typing import Callable
 
 from rewards.accuracy import accuracy_reward, strict_accuracy_reward
 from rewards.format import answer_format_reward, format_reward
+from rewards.format_partial import format_partial_reward
 from rewards.think_length import make_think_length_reward, think_length_reward
 
 REGISTRY: dict[str, Callable[..., list]] = {
@@ -16,8 +17,9 @@ REGISTRY: dict[str, Callable[..., list]] = {
     "accuracy_strict": strict_accuracy_reward,
     "format": format_reward,
     "answer_format": answer_format_reward,
+    "format_partial": format_partial_reward,
     "think_length": think_length_reward,
 }
 
-__all__ = ["REGISTRY", "accuracy_reward", "strict_accuracy_reward", "format_reward", "answer_format_reward",
+__all__ = ["REGISTRY", "accuracy_reward", "strict_accuracy_reward", "format_reward", "answer_format_reward", "format_partial_reward",
            "think_length_reward", "make_think_length_reward"]

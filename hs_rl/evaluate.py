@@ -1,0 +1,372 @@
+"""`hs-rl eval`: answer HumanSense benchmark files with a checkpoint and append one JSON line per question.
+
+The run is resumable and kill-safe: each batch's lines are appended, flushed and fsync'ed together, a re-run
+skips the ids already in the results file, and a half-written last line (killed mid-write) is cut off and its
+question answered again. Existing complete lines are never rewritten.
+
+Prompts of different modalities (video, audio, video+audio) share a batch: `hs_rl.omni_inputs` builds each
+row's embeddings and 3-D rope positions itself, so no per-batch `use_audio_in_video` flag is involved. The
+prompts are left-padded, prefilled (all but the last column) with those inputs, and then decoded by HF
+`generate` from the prefilled cache; during decoding transformers positions a token at
+``attention_mask.cumsum() - 1 + rope_deltas``, and the cumsum already skips the left padding, so each row's
+``rope_deltas`` is its own unpadded prompt delta (no padding correction).
+
+Video frames follow the benchmark's evaluation rule: 1 fps, 0.5 fps above 300 source frames, 0.2 fps from
+600 source frames, at most 24 frames of at most 360x420 pixels.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import torch
+
+from hs_rl.answers import extract_answer
+from hs_rl.config import DataArguments
+from hs_rl.convert import ConvertError, convert_humansense, load_routing, read_humansense
+from hs_rl.dataset import prepare_prompt
+from hs_rl.media import MediaError, VideoSampling
+from hs_rl.omni_inputs import PromptMedia, embed_rows, prompt_rope, rope_positions
+from hs_rl.prompts import DEFAULT_SYSTEM_PROMPT
+from hs_rl.records import Record
+
+logger = logging.getLogger(__name__)
+
+EVAL_MAX_FRAMES = 24
+EVAL_MAX_PIXELS = 360 * 420
+_SAMPLING = VideoSampling()
+
+
+@dataclass
+class EvalArguments:
+    """Options of `hs-rl eval --model DIR --data FILE.json [FILE.json ...] --out RESULTS.jsonl`."""
+
+    model: str = field(metadata={"help": "Local checkpoint folder (full Omni or thinker-only)."})
+    data: list[str] = field(metadata={"help": "HumanSense benchmark JSON file(s), e.g. HumanSense_VQA.json."})
+    out: str = field(metadata={"help": "Results JSONL (appended to; a re-run answers only missing ids)."})
+    media_root: str | None = field(default=None, metadata={
+        "help": "Folder relative media paths resolve against (default: each data file's folder)."})
+    routing: str | None = field(default=None, metadata={
+        "help": "YAML task_type -> modality (video|audio|video_audio) merged over the recipe routing."})
+    think: bool = field(default=True, metadata={"help": "Ask for <think>…</think><answer>…</answer>."})
+    system_prompt: str | None = field(default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System turn; '' for none."})
+    batch_size: int = field(default=4, metadata={"help": "Questions generated together (mixed modalities)."})
+    max_new_tokens: int = field(default=1024, metadata={"help": "Generation limit per answer."})
+    do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
+    temperature: float | None = field(default=None, metadata={"help": "Sampling temperature (with --do_sample)."})
+    seed: int = field(default=0, metadata={"help": "Random seed (matters only with --do_sample)."})
+    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU) | bfloat16 | float32."})
+    attn_implementation: str = field(default="sdpa", metadata={"help": "Attention kernel: sdpa | eager | ..."})
+    device: str | None = field(default=None, metadata={"help": "cuda | cpu (default: cuda when available)."})
+    video_fps: float | None = field(default=None, metadata={
+        "help": "Fixed sampling fps; default the benchmark rule (1, 0.5 above 300 frames, 0.2 from 600)."})
+    video_min_frames: int = field(default=_SAMPLING.min_frames, metadata={"help": "Fewest frames per clip."})
+    video_max_frames: int = field(default=EVAL_MAX_FRAMES, metadata={"help": "Most frames per clip."})
+    video_min_pixels: int = field(default=_SAMPLING.min_pixels, metadata={"help": "Least pixels per frame."})
+    video_max_pixels: int = field(default=EVAL_MAX_PIXELS, metadata={"help": "Most pixels per frame."})
+    video_total_pixels: int = field(default=_SAMPLING.total_pixels, metadata={"help": "Pixel budget of a clip."})
+    limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions (smoke tests)."})
+    label: str | None = field(default=None, metadata={"help": "Model name stored in results (default: folder)."})
+    num_workers: int = field(default=2, metadata={"help": "Threads decoding media ahead of generation."})
+
+
+@dataclass
+class Question:
+    """One benchmark question with where it came from (stable id, source file, index within that file)."""
+
+    record: Record
+    source: str
+    index: int
+
+
+# ---------------------------------------------------------------- questions
+
+def load_questions(args: EvalArguments) -> list[Question]:
+    """All questions of the data files in order; an id repeated in a later file gets that file's stem prefixed."""
+    routing = load_routing(args.routing)
+    questions: list[Question] = []
+    seen: set[str] = set()
+    for path in args.data:
+        path = Path(path)
+        root = Path(args.media_root) if args.media_root else path.resolve().parent
+        records = convert_humansense(read_humansense(path), routing, root, source=str(path))
+        for index, record in enumerate(records):
+            if record.id in seen:  # the converter's ids are unique per file only
+                record.id = f"{path.stem}:{record.id}"
+            seen.add(record.id)
+            questions.append(Question(record, str(path), index))
+    return questions[:args.limit] if args.limit is not None else questions
+
+
+def benchmark_fps(num_frames: int) -> float:
+    """The release's sampling rate for a clip of num_frames source frames."""
+    if num_frames >= 600:
+        return 0.2
+    if num_frames > 300:
+        return 0.5
+    return 1.0
+
+
+def count_frames(path: str) -> int:
+    """Source frame count from the container index (decord), without decoding the frames."""
+    import decord
+
+    if not Path(path).is_file():
+        raise MediaError(f"{path}: file not found")
+    try:
+        return len(decord.VideoReader(str(path), num_threads=1))
+    except Exception as err:  # decord raises DECORDError/RuntimeError with C++ text
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise MediaError(f"{path}: cannot decode video ({first})") from err
+
+
+def data_arguments(args: EvalArguments) -> DataArguments:
+    """The prompt and media options shared by every question (fps is set per clip)."""
+    return DataArguments(system_prompt=args.system_prompt or None, think=args.think,
+                         video_fps=args.video_fps or 1.0, video_min_frames=args.video_min_frames,
+                         video_max_frames=args.video_max_frames, video_min_pixels=args.video_min_pixels,
+                         video_max_pixels=args.video_max_pixels, video_total_pixels=args.video_total_pixels,
+                         validate_data=False)
+
+
+def prepare(record: Record, processor, base: DataArguments, fixed_fps: float | None) -> PromptMedia:
+    """Decode one question's media and run the processor, with the benchmark's fps rule for its clip."""
+    data_args = base
+    if record.video and fixed_fps is None:
+        data_args = dataclasses.replace(base, video_fps=benchmark_fps(count_frames(record.video)))
+    media, _ = prepare_prompt(record, processor, data_args)
+    return media
+
+
+# ---------------------------------------------------------------- results file
+
+def _model_label(args: EvalArguments) -> str:
+    """The label stored in each line: --label, else the folder name (parent-prefixed for checkpoint-N)."""
+    if args.label:
+        return args.label
+    folder = Path(args.model).resolve()
+    return f"{folder.parent.name}-{folder.name}" if folder.name.startswith("checkpoint-") else folder.name
+
+
+def read_done(path: Path) -> dict[str, dict[str, Any]]:
+    """Ids already answered in `path`; a partial last line (no newline) is truncated away so appends stay valid."""
+    if not path.exists():
+        return {}
+    data = path.read_bytes()
+    end = data.rfind(b"\n") + 1
+    if end < len(data):
+        logger.warning("%s: dropping a partially written last line (%d bytes); it is answered again",
+                       path, len(data) - end)
+        os.truncate(path, end)
+    done: dict[str, dict[str, Any]] = {}
+    for number, line in enumerate(data[:end].decode("utf-8").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise ValueError(f"{path}:{number}: not valid JSON ({err.msg}); fix or remove that line") from err
+        if not isinstance(row, dict) or "id" not in row:
+            raise ValueError(f"{path}:{number}: not a results line (no 'id')")
+        done[str(row["id"])] = row
+    return done
+
+
+def _check_same_run(done: dict[str, dict[str, Any]], label: str, think: bool, path: Path) -> None:
+    """Refuse to mix two models' or prompt styles' answers in one file."""
+    for row in done.values():
+        if row.get("model") != label or row.get("think") != think:
+            raise ValueError(f"{path} already holds answers of model {row.get('model')!r} (think="
+                             f"{row.get('think')}); this run is {label!r} (think={think}). Use another --out.")
+
+
+def result_line(question: Question, prediction: str, label: str, think: bool, error: str | None = None) -> dict:
+    """The JSON object written for one question (fields read by `hs-rl score`, plus provenance)."""
+    record = question.record
+    row = {"id": record.id, "task_type": record.task_type, "question_type": record.question_type,
+           "modality": record.modality, "question": record.question, "options": list(record.options),
+           "answer": record.answer, "prediction": prediction, "extracted": extract_answer(prediction),
+           "model": label, "think": think, "source": question.source, "index": question.index,
+           "media": record.video or record.audio}
+    if error is not None:
+        row["error"] = error
+    return row
+
+
+def append_lines(handle, rows: list[dict]) -> None:
+    """Append a batch's lines in one write and force them to disk, so a kill loses at most this batch."""
+    if not rows:
+        return
+    handle.write("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+    handle.flush()
+    os.fsync(handle.fileno())
+
+
+# ---------------------------------------------------------------- generation
+
+def pick_device(requested: str | None) -> torch.device:
+    """cuda when available unless told otherwise."""
+    if requested:
+        return torch.device(requested)
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
+    """auto: bf16 on GPU, fp32 on CPU (bf16 on CPU is slow and not what anyone benchmarks)."""
+    if requested in (None, "", "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    return getattr(torch, requested)
+
+
+def generation_config(thinker, processor, args: EvalArguments):
+    """Greedy (or sampled) decoding that stops at <|im_end|> or the model's eos."""
+    from transformers import GenerationConfig
+
+    tokenizer = processor.tokenizer
+    eos = {tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    for value in (tokenizer.eos_token_id, thinker.config.get_text_config().eos_token_id):
+        eos |= set(value if isinstance(value, list) else [value])
+    eos.discard(None)
+    eos.discard(tokenizer.unk_token_id)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
+    sampling = {"do_sample": True, "temperature": args.temperature or 1.0} if args.do_sample else \
+        {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
+    return GenerationConfig(max_new_tokens=args.max_new_tokens, eos_token_id=sorted(eos), pad_token_id=pad,
+                            **sampling)
+
+
+@torch.no_grad()
+def generate_batch(thinker, rows: list[PromptMedia], gen_config) -> list[torch.Tensor]:
+    """New tokens for each prompt of a mixed-modality batch (left-padded, prefilled with our own inputs)."""
+    device = thinker.get_input_embeddings().weight.device
+    rows = [row.to(device) for row in rows]
+    width = max(row.input_ids.numel() for row in rows)
+    pad = gen_config.pad_token_id
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long, device=device)
+    mask = torch.zeros_like(input_ids)
+    for b, row in enumerate(rows):
+        n = row.input_ids.numel()
+        input_ids[b, width - n:] = row.input_ids
+        mask[b, width - n:] = 1
+    embeds = embed_rows(thinker, input_ids, rows, use_cache=True, prompt_width=width)
+    positions = rope_positions(thinker, mask, rows, width)
+    prefill = thinker.model(inputs_embeds=embeds[:, :-1], position_ids=positions[:, :, :-1],
+                            attention_mask=mask[:, :-1], use_cache=True)
+    # Decode positions are mask.cumsum()-1 + rope_deltas: the cumsum skips left padding, so no pad correction.
+    thinker.model.rope_deltas = torch.tensor([[prompt_rope(thinker, row)[1]] for row in rows], device=device)
+    out = thinker.generate(input_ids=input_ids, attention_mask=mask, past_key_values=prefill.past_key_values,
+                           generation_config=gen_config)
+    thinker.model.rope_deltas = None
+    stops = set(gen_config.eos_token_id)
+    results = []
+    for seq in out[:, width:].cpu():
+        tokens = seq.tolist()
+        cut = next((i for i, t in enumerate(tokens) if t in stops), len(tokens))
+        results.append(seq[:cut])
+    return results
+
+
+def _prefetch(questions: list[Question], work, workers: int, ahead: int) -> Iterator[tuple[Question, Future]]:
+    """Yield (question, future of its prepared prompt) in order, keeping `ahead` preparations in flight."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        pending: list[tuple[Question, Future]] = []
+        it = iter(questions)
+        for question in it:
+            pending.append((question, pool.submit(work, question.record)))
+            if len(pending) >= ahead:
+                break
+        while pending:
+            yield pending.pop(0)
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(work, nxt.record)))
+
+
+def _batches(items: Iterator[tuple[Question, Future]], size: int) -> Iterator[list[tuple[Question, Future]]]:
+    """Consecutive groups of `size` in question order."""
+    batch = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+_MEDIA_FAILURES = (MediaError, OSError, RuntimeError, ValueError)
+
+
+def evaluate(args: EvalArguments) -> Path:
+    """Answer every missing question of args.data and append the lines to args.out; returns that path."""
+    from tqdm.auto import tqdm
+
+    from hs_rl.model import load_processor, load_thinker
+
+    if not args.data:
+        raise ValueError("hs-rl eval: at least one --data benchmark file is required")
+    if args.batch_size < 1:
+        raise ValueError("--batch_size must be at least 1")
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    label = _model_label(args)
+    questions = load_questions(args)
+    done = read_done(out)
+    _check_same_run(done, label, args.think, out)
+    todo = [q for q in questions if q.record.id not in done]
+    answered = len(questions) - len(todo)
+    if not todo:
+        logger.info("%s: all %d questions already answered", out, len(questions))
+        return out
+
+    device = pick_device(args.device)
+    thinker = load_thinker(args.model, pick_dtype(args.dtype, device), args.attn_implementation).to(device).eval()
+    processor = load_processor(args.model)
+    gen_config = generation_config(thinker, processor, args)
+    base = data_arguments(args)
+    torch.manual_seed(args.seed)
+
+    def work(record: Record) -> PromptMedia:
+        return prepare(record, processor, base, args.video_fps)
+
+    bar = tqdm(total=len(questions), initial=answered, desc="eval", unit="q")
+    with open(out, "a", encoding="utf-8") as handle:
+        for batch in _batches(_prefetch(todo, work, args.num_workers, 2 * args.batch_size), args.batch_size):
+            ready: list[tuple[Question, PromptMedia]] = []
+            lines: dict[str, dict] = {}
+            for question, future in batch:
+                try:
+                    ready.append((question, future.result()))
+                except _MEDIA_FAILURES as err:
+                    media = question.record.video or question.record.audio
+                    message = str(err) if str(media) in str(err) else f"{media}: {err}"
+                    logger.warning("question %s: %s", question.record.id, message)
+                    lines[question.record.id] = result_line(question, "", label, args.think, error=message)
+            if ready:
+                tokens = generate_batch(thinker, [media for _, media in ready], gen_config)
+                texts = processor.batch_decode(tokens, skip_special_tokens=True)
+                for (question, _), text in zip(ready, texts):
+                    lines[question.record.id] = result_line(question, text, label, args.think)
+            append_lines(handle, [lines[q.record.id] for q, _ in batch])
+            bar.update(len(batch))
+    bar.close()
+    return out
+
+
+def run_eval(args: EvalArguments) -> int:
+    """CLI body: evaluate, then say where the results are and how to score them."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        out = evaluate(args)
+    except (ConvertError, FileNotFoundError, ValueError) as err:
+        print(f"hs-rl eval: {err}")
+        return 1
+    print(f"results written to {out}")
+    print(f"score them with: hs-rl score {out} --out {out.with_suffix('')}_scores")
+    return 0

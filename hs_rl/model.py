@@ -1,0 +1,48 @@
+"""Load the Qwen2.5-Omni thinker and its processor from a local folder, and freeze what is not trained.
+
+Both layouts of a checkpoint work: a full `Qwen2_5OmniForConditionalGeneration` folder (weights under
+`thinker.`, plus talker and token2wav) and a thinker-only folder. Nothing is fetched from a hub.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from transformers import AutoProcessor, Qwen2_5OmniThinkerForConditionalGeneration
+
+
+def check_model_dir(path: str | Path) -> Path:
+    """A local checkpoint folder with a config, or a clear error before anything is loaded."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"model path {str(path)!r} is not a local folder (hs-rl never downloads weights)")
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"model folder {folder} has no config.json")
+    return folder
+
+
+def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
+    """'bfloat16' / 'float32' / 'auto' / None → what from_pretrained takes (None means float32 on CPU)."""
+    if dtype in (None, "auto") or isinstance(dtype, torch.dtype):
+        return dtype or torch.float32
+    return getattr(torch, dtype)
+
+
+def load_thinker(path: str | Path, dtype: str | torch.dtype | None = None,
+                 attn_implementation: str | None = None) -> Qwen2_5OmniThinkerForConditionalGeneration:
+    """The thinker, from a full Omni folder or a thinker-only one (SDPA unless told otherwise)."""
+    folder = check_model_dir(path)
+    return Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+        folder, dtype=resolve_dtype(dtype), attn_implementation=attn_implementation or "sdpa")
+
+
+def load_processor(path: str | Path):
+    """The checkpoint's own Qwen2.5-Omni processor (tokenizer, chat template, video and audio processors)."""
+    return AutoProcessor.from_pretrained(check_model_dir(path))
+
+
+def freeze_encoders(thinker, vision: bool = True, audio: bool = True) -> None:
+    """Stop gradients into the vision and/or audio towers (the recipe trains the language model only)."""
+    for module, frozen in ((thinker.model.visual, vision), (thinker.model.audio_tower, audio)):
+        for parameter in module.parameters():
+            parameter.requires_grad_(not frozen)

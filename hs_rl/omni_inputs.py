@@ -1,0 +1,207 @@
+"""Per-prompt model inputs of the Omni thinker, and the two things every forward pass needs from them.
+
+A `PromptMedia` is what the processor made of ONE prompt (its token ids with media placeholders expanded, and
+that prompt's video patches / audio features). Keeping media per prompt, never flattened across a batch, is
+what lets each sample keep its own modality in a mixed batch and lets any slice of rows find its own media.
+
+`embed_rows` and `rope_positions` turn a batch of rows into the `inputs_embeds` and 3-D rope `position_ids`
+that the thinker accepts directly; generation, old/reference log-probs and the loss forward all go through
+them, so they cannot disagree about what the model saw.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+MEDIA_KEYS = ("pixel_values_videos", "video_grid_thw", "video_second_per_grid", "input_features",
+              "feature_attention_mask")
+
+
+@dataclass(eq=False)
+class PromptMedia:
+    """One prompt as the thinker needs it. Identity (not value) equality: rows of a group share one object."""
+
+    input_ids: torch.Tensor  # (P,) prompt tokens, media placeholders expanded
+    use_audio_in_video: bool = False
+    pixel_values_videos: torch.Tensor | None = None  # (patches, C*T*p*p)
+    video_grid_thw: torch.Tensor | None = None  # (n_videos, 3)
+    video_second_per_grid: torch.Tensor | None = None  # (n_videos,)
+    input_features: torch.Tensor | None = None  # (n_audios, mels, frames)
+    feature_attention_mask: torch.Tensor | None = None  # (n_audios, frames)
+    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # encoder outputs, rope of the prompt
+
+    @property
+    def has_video(self) -> bool:
+        return self.pixel_values_videos is not None
+
+    @property
+    def has_audio(self) -> bool:
+        return self.input_features is not None
+
+    @classmethod
+    def from_processor_output(cls, output: dict[str, Any], use_audio_in_video: bool) -> "PromptMedia":
+        """Take row 0 of a processor call made for a single prompt."""
+        kwargs = {k: output[k] for k in MEDIA_KEYS if output.get(k) is not None}
+        if "video_second_per_grid" in kwargs:
+            kwargs["video_second_per_grid"] = torch.as_tensor(kwargs["video_second_per_grid"], dtype=torch.float32)
+        return cls(input_ids=output["input_ids"][0].clone(), use_audio_in_video=use_audio_in_video, **kwargs)
+
+    def to(self, device: torch.device | str) -> "PromptMedia":
+        """Move tensors in place (the object is shared by the rows of its group) and return self."""
+        for name in ("input_ids", *MEDIA_KEYS):
+            value = getattr(self, name)
+            if value is not None and value.device != torch.device(device):
+                setattr(self, name, value.to(device))
+        return self
+
+
+def thinker_of(model: torch.nn.Module) -> torch.nn.Module:
+    """The Qwen2.5-Omni thinker inside whatever wraps it (DDP, DeepSpeed engine, PEFT)."""
+    while True:
+        if hasattr(model, "get_base_model") and model.__class__.__name__.startswith("Peft"):
+            model = model.get_base_model()
+        elif hasattr(model, "module") and not hasattr(model, "visual") and not hasattr(model, "audio_tower") \
+                and not hasattr(model, "lm_head"):
+            model = model.module
+        else:
+            return model
+
+
+def encode_media(thinker, rows: list[PromptMedia], *, use_cache: bool,
+                 run_all_towers: bool) -> tuple[list[dict], torch.Tensor | None]:
+    """Video and audio encoder outputs of each distinct row, as {"video": (n, H), "audio": (m, H)}.
+
+    With `use_cache` (encoders frozen) a prompt is encoded once and its outputs are reused by every row of
+    its group and every forward pass of the step. With `run_all_towers` (ZeRO-3) both towers run on every
+    call, on a dummy input when no row needs them, so that all ranks gather the same parameters.
+    """
+    distinct = list({id(r): r for r in rows}.values())
+    todo = [r for r in distinct if not (use_cache and "encoded" in r.cache)]
+    model = thinker.model
+    video_rows = [r for r in todo if r.has_video]
+    audio_rows = [r for r in todo if r.has_audio]
+    results: dict[int, dict[str, list[torch.Tensor]]] = {id(r): {} for r in todo}
+    dummies: list[torch.Tensor] = []
+    context = torch.no_grad() if use_cache else torch.enable_grad()
+    with context:
+        if video_rows or run_all_towers:
+            pixels, grids, owners = _video_batch(video_rows, thinker)
+            feats = model.get_video_features(pixels, grids, return_dict=True).pooler_output
+            for owner, feat in zip(owners, feats):
+                if owner is None:
+                    dummies.append(feat.sum())
+                else:
+                    results[id(owner)].setdefault("video", []).append(feat)
+        if audio_rows or run_all_towers:
+            feats, mask, owners = _audio_batch(audio_rows, thinker)
+            hidden = model.get_audio_features(feats, mask, return_dict=True).last_hidden_state
+            lengths = model.audio_tower._get_feat_extract_output_lengths(mask.sum(-1))[1].tolist()
+            for owner, part in zip(owners, torch.split(hidden, lengths)):
+                if owner is None:
+                    dummies.append(part.sum())
+                else:
+                    results[id(owner)].setdefault("audio", []).append(part)
+    for row in todo:
+        encoded = {k: torch.cat(v) for k, v in results[id(row)].items()}
+        if use_cache:
+            row.cache["encoded"] = encoded
+        else:
+            row.cache["encoded_fresh"] = encoded
+    key = "encoded" if use_cache else "encoded_fresh"
+    out = [r.cache[key] for r in rows]
+    if not use_cache:
+        for r in distinct:
+            r.cache.pop("encoded_fresh", None)
+    return out, (torch.stack(dummies).sum() if dummies else None)
+
+
+def _video_batch(rows: list[PromptMedia], thinker):
+    """Concatenate the rows' video patches; a 1-frame dummy stands in when none (ZeRO-3 lock-step)."""
+    if rows:
+        owners = [r for r in rows for _ in range(r.video_grid_thw.shape[0])]
+        return (torch.cat([r.pixel_values_videos for r in rows]), torch.cat([r.video_grid_thw for r in rows]),
+                owners)
+    vc = thinker.config.vision_config
+    merge = vc.spatial_merge_size
+    dim = vc.in_channels * vc.temporal_patch_size * vc.patch_size ** 2
+    device = thinker.get_input_embeddings().weight.device
+    return (torch.zeros(merge * merge, dim, device=device), torch.tensor([[1, merge, merge]], device=device), [None])
+
+
+def _audio_batch(rows: list[PromptMedia], thinker):
+    """Pad the rows' audio features to one length; a short silent dummy stands in when none."""
+    device = thinker.get_input_embeddings().weight.device
+    if not rows:
+        mels = thinker.config.audio_config.num_mel_bins
+        return torch.zeros(1, mels, 100, device=device), torch.ones(1, 100, dtype=torch.long, device=device), [None]
+    length = max(r.input_features.shape[-1] for r in rows)
+    feats, masks, owners = [], [], []
+    for r in rows:
+        pad = length - r.input_features.shape[-1]
+        feats.append(torch.nn.functional.pad(r.input_features, (0, pad)))
+        masks.append(torch.nn.functional.pad(r.feature_attention_mask, (0, pad)))
+        owners += [r] * r.input_features.shape[0]
+    return torch.cat(feats), torch.cat(masks), owners
+
+
+def embed_rows(thinker, input_ids: torch.Tensor, rows: list[PromptMedia], *, use_cache: bool,
+               prompt_width: int | None = None, run_all_towers: bool = False) -> torch.Tensor:
+    """Token embeddings of a (B, L) batch with each row's own video/audio features in its placeholders.
+
+    Only the first `prompt_width` columns (the left-padded prompts) hold media: a completion that happens to
+    contain a placeholder token id is embedded as the plain token it is.
+    """
+    embeds = thinker.get_input_embeddings()(input_ids)
+    encoded, dummy = encode_media(thinker, rows, use_cache=use_cache, run_all_towers=run_all_towers)
+    if dummy is not None and not use_cache:  # trainable towers: every rank's backward must reach them
+        embeds = embeds + 0.0 * dummy.to(embeds.dtype)
+    config = thinker.config
+    for kind, token_id in (("video", config.video_token_index), ("audio", config.audio_token_index)):
+        mask = input_ids == token_id
+        if prompt_width is not None:
+            mask[:, prompt_width:] = False
+        feats = [e[kind] for e in encoded if kind in e]
+        expected = int(mask.sum())
+        if not feats:
+            if expected:
+                raise ValueError(f"{expected} <{kind}> placeholder tokens but no {kind} features in the batch")
+            continue
+        feats = torch.cat(feats).to(embeds.dtype)
+        if feats.shape[0] != expected:
+            raise ValueError(f"{expected} <{kind}> placeholder tokens but {feats.shape[0]} {kind} features")
+        embeds = embeds.masked_scatter(mask.unsqueeze(-1), feats)
+    return embeds
+
+
+def prompt_rope(thinker, row: PromptMedia) -> tuple[torch.Tensor, int]:
+    """3-D rope positions (3, P) of one prompt and its delta (next text position minus P), cached on the row."""
+    if "rope" not in row.cache:
+        ids = row.input_ids[None]
+        audio_lengths = row.feature_attention_mask.sum(-1) if row.has_audio else None
+        positions, delta = thinker.model.get_rope_index(
+            ids, None, row.video_grid_thw, torch.ones_like(ids), row.use_audio_in_video, audio_lengths,
+            row.video_second_per_grid,
+        )
+        row.cache["rope"] = (positions[:, 0], int(delta.reshape(-1)[0]))
+    return row.cache["rope"]
+
+
+def rope_positions(thinker, attention_mask: torch.Tensor, rows: list[PromptMedia], prompt_width: int) -> torch.Tensor:
+    """(3, B, L) positions for left-padded prompts of width `prompt_width` followed by right-padded completions.
+
+    The prompt part comes from each row's own rope (its own `use_audio_in_video` and fps); completion tokens
+    are text, so they continue from the prompt's next position. Padding gets position 1 (masked anyway).
+    """
+    batch, length = attention_mask.shape
+    positions = torch.ones(3, batch, length, dtype=torch.long, device=attention_mask.device)
+    for b, row in enumerate(rows):
+        prompt_pos, delta = prompt_rope(thinker, row)
+        p = prompt_pos.shape[-1]
+        positions[:, b, prompt_width - p:prompt_width] = prompt_pos.to(positions.device)
+        tail = length - prompt_width
+        if tail > 0:
+            start = p + delta
+            positions[:, b, prompt_width:] = torch.arange(start, start + tail, device=positions.device)
+    return positions

@@ -1,0 +1,65 @@
+"""Wrap reward functions so a failing or non-finite reward is named precisely instead of poisoning the loss.
+
+TRL calls ``fn(prompts=…, completions=…, completion_ids=…, **columns)``. A reward that raises, or returns a
+NaN/inf, stops the run with the reward's name, the sample id and the completion, unless the stage sets
+`reward_errors: zero`, in which case that score is 0 and counted (`rewards/<name>/errors` in the logs).
+`None` is left alone: it means "not applicable", and TRL excludes it.
+"""
+from __future__ import annotations
+
+import functools
+import logging
+import math
+from typing import Any, Callable
+
+logger = logging.getLogger(__name__)
+
+
+class RewardError(RuntimeError):
+    """A reward function failed on a sample."""
+
+
+def _text(completion: Any) -> str:
+    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
+        return str(completion[-1].get("content", ""))
+    return str(completion)
+
+
+def guard_reward(fn: Callable, on_error: str, counter: dict[str, int]) -> Callable:
+    """The reward `fn`, checked sample by sample; errors raise or score 0 (`on_error`: raise | zero)."""
+    name = getattr(fn, "__name__", repr(fn))
+
+    def fail(message: str) -> None:
+        if on_error == "raise":
+            raise RewardError(message + " (set reward_errors: zero in the stage to score such samples 0)")
+        counter[name] = counter.get(name, 0) + 1
+        logger.warning(message + "; scored 0")
+
+    @functools.wraps(fn)
+    def guarded(*args, completions, **kwargs) -> list[float | None]:
+        ids = kwargs.get("id") or [None] * len(completions)
+        try:
+            values = list(fn(*args, completions=completions, **kwargs))
+        except Exception as err:  # one failure for the whole batch: re-run per sample to name the culprit
+            values = []
+            for i, completion in enumerate(completions):
+                one = {k: (v[i:i + 1] if isinstance(v, list) and len(v) == len(completions) else v)
+                       for k, v in kwargs.items()}
+                try:
+                    values.append(fn(*args, completions=[completion], **one)[0])
+                except Exception as inner:
+                    fail(f"reward {name!r} raised {type(inner).__name__}: {inner} on sample {ids[i]!r}, "
+                         f"completion {_text(completion)[:200]!r}")
+                    values.append(0.0)
+            if len(values) != len(completions):
+                raise RewardError(f"reward {name!r} failed on the batch: {err}") from err
+        if len(values) != len(completions):
+            raise RewardError(f"reward {name!r} returned {len(values)} scores for {len(completions)} completions")
+        for i, value in enumerate(values):
+            if value is not None and not math.isfinite(float(value)):
+                fail(f"reward {name!r} returned {value} on sample {ids[i]!r}, "
+                     f"completion {_text(completions[i])[:200]!r}")
+                values[i] = 0.0
+        return values
+
+    return guarded

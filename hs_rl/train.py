@@ -1,0 +1,120 @@
+"""`hs-rl train STAGE.yaml [--option value …]`: one GRPO stage, from a stage YAML with TRL-style overrides.
+
+Also runnable as ``accelerate launch -m hs_rl.train STAGE.yaml``. Everything that can be checked is checked
+before a weight is loaded: the model folder, the dataset and its media (validated, cached), the batch
+arithmetic, the reward specs.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+
+from hs_rl.config import DataArguments, OmniGRPOConfig, OmniModelConfig
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["DataArguments", "OmniGRPOConfig", "OmniModelConfig", "run_train", "main"]
+
+
+def load_training_records(data_args: DataArguments, output_dir: Path, is_main: bool):
+    """Validated records of the stage's dataset; invalid ones stop the run unless `skip_invalid`."""
+    from hs_rl.validation import filter_valid, validate_file, write_dropped
+
+    if not data_args.dataset:
+        raise ValueError("no dataset: set `dataset:` in the stage YAML or pass --dataset FILE.jsonl")
+    if not Path(data_args.dataset).is_file():
+        raise FileNotFoundError(f"dataset {data_args.dataset!r} does not exist")
+    report = validate_file(data_args.dataset, use_cache=True) if data_args.validate_data else None
+    if report is None:
+        from hs_rl.records import load_records
+
+        return load_records(data_args.dataset)
+    if report.ok:
+        return report.records
+    if not data_args.skip_invalid:
+        raise ValueError(f"{len(report.problems)} problem(s) in the training data; fix them or set "
+                         f"skip_invalid: true to drop those records:\n{report.format()}")
+    kept, dropped = filter_valid(report)
+    if is_main:
+        write_dropped(dropped, output_dir / "dropped_records.jsonl")
+    logger.warning("skip_invalid: dropped %d record(s), listed in %s", len(dropped),
+                   output_dir / "dropped_records.jsonl")
+    return kept
+
+
+def check_batch(config: OmniGRPOConfig, world_size: int) -> None:
+    """TRL's batch arithmetic, checked with a message a user can act on, before any weight is loaded."""
+    generation_batch = config.per_device_train_batch_size * world_size * config.steps_per_generation
+    if generation_batch % config.num_generations:
+        raise ValueError(
+            f"num_generations={config.num_generations} must divide the generation batch "
+            f"per_device_train_batch_size × processes × steps_per_generation = {generation_batch}")
+
+
+def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: OmniModelConfig):
+    """Every object of a stage, checked in order of cost: paths, data, rewards, then weights."""
+    from accelerate import PartialState
+
+    from hs_rl.dataset import build_train_dataset
+    from hs_rl.model import check_model_dir, freeze_encoders, load_processor, load_thinker
+    from hs_rl.reward_guard import guard_reward
+    from hs_rl.rewards import get_rewards
+    from hs_rl.trainer import OmniGRPOTrainer
+
+    state = PartialState()
+    output_dir = Path(config.output_dir)
+    check_model_dir(model_args.model_name_or_path or "")
+    check_batch(config, state.num_processes)
+    records = load_training_records(data_args, output_dir, state.is_main_process)
+    reward_counter: dict[str, int] = {}
+    rewards = [guard_reward(fn, config.reward_errors, reward_counter) for fn in get_rewards(config.reward_funcs)]
+    if config.reward_weights is not None and len(config.reward_weights) != len(rewards):
+        raise ValueError(f"reward_weights has {len(config.reward_weights)} entries for {len(rewards)} rewards")
+
+    processor = load_processor(model_args.model_name_or_path)
+    model = load_thinker(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
+    freeze_encoders(model, vision=config.freeze_vision_encoder, audio=config.freeze_audio_encoder)
+    config.remove_unused_columns = False
+    dataset = build_train_dataset(records, processor, data_args)
+    peft_config = None
+    if model_args.use_peft:
+        from trl import get_peft_config
+
+        peft_config = get_peft_config(model_args)
+    trainer = OmniGRPOTrainer(
+        model=model, reward_funcs=rewards, args=config, train_dataset=dataset, processing_class=processor,
+        peft_config=peft_config,
+        encoders_frozen=config.freeze_vision_encoder and config.freeze_audio_encoder,
+        run_all_towers=config.run_all_towers,
+        completions_log=output_dir / "completions.jsonl" if config.completions_log else None,
+    )
+    trainer.reward_error_counts = reward_counter
+    return trainer
+
+
+def run_train(data_args: DataArguments, config: OmniGRPOConfig, model_args: OmniModelConfig) -> int:
+    """Train one stage and save its final model (reloadable with `from_pretrained`)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    trainer = build_trainer(data_args, config, model_args)
+    resume = config.resume_from_checkpoint
+    trainer.train(resume_from_checkpoint=resume)
+    trainer.save_model(config.output_dir)
+    if trainer.accelerator.is_main_process:
+        trainer.processing_class.save_pretrained(config.output_dir)
+        summary = {k: v for k, v in trainer.state.log_history[-1].items()} if trainer.state.log_history else {}
+        (Path(config.output_dir) / "train_summary.json").write_text(json.dumps(summary, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m hs_rl.train STAGE.yaml …` (what `accelerate launch -m hs_rl.train` runs)."""
+    from hs_rl.cli import main as cli_main
+
+    return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

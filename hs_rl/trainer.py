@@ -1,0 +1,180 @@
+"""`OmniGRPOTrainer`: TRL's GRPOTrainer taught video and audio, overriding as few hooks as possible.
+
+TRL 1.16 knows images only: its log-prob forward rebuilds multimodal inputs from images, so video and
+audio features would silently vanish from the loss. Here every row of a batch carries its own
+`PromptMedia` (tokens + its own video/audio tensors + its own `use_audio_in_video`), and every forward —
+generation, old/reference log-probs, the loss — builds its inputs from those rows with the same two
+functions (`embed_rows`, `rope_positions`), so each sample keeps its modality inside a mixed batch.
+
+Hooks overridden, and why:
+- `_generate_and_score_completions`: take the rows' media for this batch; hand it on inside the buffered
+  batch (TRL shuffles and splits lists with the tensors) and log completions to JSONL.
+- `_compute_loss`: select the media of the micro-batch TRL is about to score.
+- `_tokenize_prompts`: prompts were tokenized, with media placeholders expanded, in DataLoader workers.
+- `_generate_single_turn`: generate a group's completions from one prefill of their shared prompt.
+- `_get_per_token_logps_and_entropies`: the forward pass with each row's media, chunked like TRL's.
+Everything else (advantages, loss types, KL, clipping, PEFT, checkpointing, logging) is TRL's, unchanged.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from accelerate.utils import gather_object
+from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+from trl import GRPOTrainer
+from trl.trainer import grpo_trainer as _trl_grpo
+from trl.models import unwrap_model_for_generation
+
+from hs_rl.omni_inputs import PromptMedia, embed_rows, prompt_rope, rope_positions, thinker_of
+
+
+@contextlib.contextmanager
+def _thinker_reference_models():
+    """Make TRL build its reference model as a thinker (it would otherwise load the class named in config.json,
+    the full Omni model for a full checkpoint folder)."""
+    original = _trl_grpo.create_model_from_path
+
+    def create_thinker(model_id: str, architecture=None, **kwargs):
+        return original(model_id, architecture=Qwen2_5OmniThinkerForConditionalGeneration, **kwargs)
+
+    _trl_grpo.create_model_from_path = create_thinker
+    try:
+        yield
+    finally:
+        _trl_grpo.create_model_from_path = original
+
+
+class OmniGRPOTrainer(GRPOTrainer):
+    """GRPO on the Qwen2.5-Omni thinker with video, audio and video+audio prompts, mixed freely in a batch."""
+
+    def __init__(self, *args, encoders_frozen: bool = True, run_all_towers: bool | None = None,
+                 completions_log: str | Path | None = None, **kwargs):
+        with _thinker_reference_models():
+            super().__init__(*args, **kwargs)
+        self._rows: list[PromptMedia] | None = None
+        self.encoders_frozen = encoders_frozen
+        if run_all_towers is None:  # ZeRO-3 gathers a tower's weights collectively: every rank must run both
+            plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+            run_all_towers = bool(plugin is not None and plugin.zero_stage == 3)
+        self.run_all_towers = run_all_towers
+        self.completions_log = Path(completions_log) if completions_log else None
+
+    # ---- batch bookkeeping -------------------------------------------------------------------------------
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        device = self.accelerator.device
+        self._rows = [x["media"].to(device) for x in inputs]
+        mode = "train" if self.model.training else "eval"
+        problems = torch.tensor(sum(bool(x.get("media_problem")) for x in inputs), device=device)
+        self._metrics[mode]["media/replaced_samples"].append(self.accelerator.gather(problems).sum().item())
+        output = super()._generate_and_score_completions(inputs)
+        output["media"] = self._rows
+        self._log_completions_jsonl(inputs, mode)
+        return output
+
+    def _compute_loss(self, model, inputs):
+        self._rows = inputs["media"]
+        return super()._compute_loss(model, inputs)
+
+    def _tokenize_prompts(self, prompts: list):
+        return [row.input_ids.tolist() for row in self._rows], None, {}
+
+    # ---- generation --------------------------------------------------------------------------------------
+    def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
+        if self.use_vllm or self.use_transformers_continuous_batching:
+            raise NotImplementedError("OmniGRPOTrainer generates with transformers' generate only (no vLLM yet)")
+        groups: list[tuple[PromptMedia, int]] = []
+        for row in self._rows:  # consecutive rows sharing a prompt form a group (TRL's sampler lays them so)
+            if groups and groups[-1][0] is row:
+                groups[-1] = (row, groups[-1][1] + 1)
+            else:
+                groups.append((row, 1))
+        completion_ids: list[list[int]] = []
+        with (
+            unwrap_model_for_generation(
+                self.model_wrapped, self.accelerator,
+                gather_deepspeed3_params=self.args.ds3_gather_for_generation,
+                generation_kwargs=self.generation_kwargs,
+                gradient_checkpointing_kwargs=self.args.gradient_checkpointing_kwargs,
+            ) as unwrapped,
+            torch.no_grad(),
+            self._dist.summon_full_params(self.model_wrapped, recurse=False),
+        ):
+            thinker = thinker_of(unwrapped)
+            for row, count in groups:
+                completion_ids += self._generate_group(thinker, row, count)
+        return completion_ids, None
+
+    def _generate_group(self, thinker, row: PromptMedia, count: int) -> list[list[int]]:
+        """`count` sampled completions of one prompt: prefill it once, copy its cache to `count` rows, decode."""
+        ids = row.input_ids[None]
+        width = ids.shape[1]
+        embeds = embed_rows(thinker, ids, [row], use_cache=self.encoders_frozen, prompt_width=width,
+                            run_all_towers=self.run_all_towers)
+        positions = rope_positions(thinker, torch.ones_like(ids), [row], width)
+        prefill = thinker.model(inputs_embeds=embeds[:, :-1], position_ids=positions[:, :, :-1],
+                                attention_mask=torch.ones_like(ids[:, :-1]), use_cache=True)
+        cache = prefill.past_key_values
+        cache.batch_repeat_interleave(count)
+        thinker.model.rope_deltas = torch.tensor([[prompt_rope(thinker, row)[1]]], device=ids.device)
+        sequences = thinker.generate(input_ids=ids.expand(count, -1), attention_mask=torch.ones_like(ids).expand(
+            count, -1), past_key_values=cache, generation_config=self.generation_config)
+        thinker.model.rope_deltas = None
+        completions = sequences[:, width:].tolist()
+        eos = set(self.eos_token_ids)
+        return [c[: next((i + 1 for i, t in enumerate(c) if t in eos), len(c))] for c in completions]
+
+    # ---- forward passes ----------------------------------------------------------------------------------
+    def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
+                                           compute_entropy=False, compute_aux_loss=False, **image_kwargs):
+        """Per-token log-probs of the completion columns, each row's media in its own placeholders."""
+        rows = self._rows
+        if rows is None or len(rows) != input_ids.size(0):
+            raise RuntimeError("media rows are out of step with the batch (OmniGRPOTrainer bookkeeping bug)")
+        thinker = thinker_of(self.accelerator.unwrap_model(model))
+        prompt_width = input_ids.size(1) - logits_to_keep
+        batch_size = batch_size or input_ids.size(0)
+        all_logps, all_entropies = [], []
+        for start in range(0, input_ids.size(0), batch_size):
+            end = min(start + batch_size, input_ids.size(0))
+            ids, mask, chunk = input_ids[start:end], attention_mask[start:end], rows[start:end]
+            embeds = embed_rows(thinker, ids, chunk, use_cache=self.encoders_frozen, prompt_width=prompt_width,
+                                run_all_towers=self.run_all_towers)
+            positions = rope_positions(thinker, mask, chunk, prompt_width)
+            labels = ids.masked_fill(mask == 0, -100)
+            labels[:, :-logits_to_keep] = -100
+            with self.accelerator.autocast():
+                outputs = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, labels=labels,
+                                fused_lm_head=True)
+            all_logps.append(outputs.log_probs[:, -logits_to_keep:])
+            if compute_entropy:
+                all_entropies.append(outputs.entropy[:, -logits_to_keep:])
+        logps = torch.cat(all_logps, dim=0)
+        entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
+        return logps, entropies, None
+
+    # ---- logs --------------------------------------------------------------------------------------------
+    def _log_completions_jsonl(self, inputs: list[dict[str, Any]], mode: str) -> None:
+        """Append this generation batch's completions with their rewards and advantages (main process)."""
+        if self.completions_log is None:
+            return
+        ids = gather_object([x["id"] for x in inputs])
+        if not self.accelerator.is_main_process:
+            return
+        count = len(ids)
+        completions = list(self._logs["completion"])[-count:]
+        advantages = list(self._logs["advantages"])[-count:]
+        rewards = {name: list(values)[-count:] for name, values in self._logs["rewards"].items()}
+        self.completions_log.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.completions_log, "a", encoding="utf-8") as handle:
+            for i, sample_id in enumerate(ids):
+                completion = completions[i] if i < len(completions) else None
+                text = completion[-1]["content"] if isinstance(completion, list) else completion
+                handle.write(json.dumps({
+                    "step": self.state.global_step, "mode": mode, "id": sample_id, "completion": text,
+                    "rewards": {k: v[i] for k, v in rewards.items() if i < len(v)},
+                    "advantage": advantages[i] if i < len(advantages) else None,
+                }, ensure_ascii=False) + "\n")
