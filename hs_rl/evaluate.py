@@ -242,13 +242,15 @@ def generation_config(thinker, processor, args: EvalArguments):
 
 
 @torch.no_grad()
-def generate_batch(thinker, rows: list[PromptMedia], gen_config) -> list[torch.Tensor]:
-    """New tokens for each prompt of a mixed-modality batch (left-padded, prefilled with our own inputs)."""
+def prefill_batch(thinker, rows: list[PromptMedia], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """Left-pad the prompts, run all but their last column with our embeddings/rope, set per-row rope deltas.
+
+    Returns (input_ids, attention_mask, cache) ready for `thinker.generate(..., past_key_values=cache)`.
+    """
     device = thinker.get_input_embeddings().weight.device
     rows = [row.to(device) for row in rows]
     width = max(row.input_ids.numel() for row in rows)
-    pad = gen_config.pad_token_id
-    input_ids = torch.full((len(rows), width), pad, dtype=torch.long, device=device)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
     mask = torch.zeros_like(input_ids)
     for b, row in enumerate(rows):
         n = row.input_ids.numel()
@@ -260,9 +262,19 @@ def generate_batch(thinker, rows: list[PromptMedia], gen_config) -> list[torch.T
                             attention_mask=mask[:, :-1], use_cache=True)
     # Decode positions are mask.cumsum()-1 + rope_deltas: the cumsum skips left padding, so no pad correction.
     thinker.model.rope_deltas = torch.tensor([[prompt_rope(thinker, row)[1]] for row in rows], device=device)
-    out = thinker.generate(input_ids=input_ids, attention_mask=mask, past_key_values=prefill.past_key_values,
-                           generation_config=gen_config)
-    thinker.model.rope_deltas = None
+    return input_ids, mask, prefill.past_key_values
+
+
+@torch.no_grad()
+def generate_batch(thinker, rows: list[PromptMedia], gen_config) -> list[torch.Tensor]:
+    """New tokens (up to the first stop token) for each prompt of a mixed-modality batch."""
+    input_ids, mask, cache = prefill_batch(thinker, rows, gen_config.pad_token_id)
+    try:
+        out = thinker.generate(input_ids=input_ids, attention_mask=mask, past_key_values=cache,
+                               generation_config=gen_config)
+    finally:
+        thinker.model.rope_deltas = None  # never leak this batch's deltas into a later forward
+    width = input_ids.shape[1]
     stops = set(gen_config.eos_token_id)
     results = []
     for seq in out[:, width:].cpu():
