@@ -1,0 +1,155 @@
+"""OmniGRPOTrainer on the tiny model: real media, processor, TRL step, log-prob agreement, media sensitivity."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from hs_rl.train import build_trainer
+from tests.trainer_helpers import interleaved, sample_records, stage_args
+
+
+@pytest.fixture(scope="module")
+def records(sample_data):
+    return sample_records(sample_data)
+
+
+def _lm_params(model) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("modalities", [("video",), ("audio",), ("video_audio",), ("video", "audio", "video_audio")])
+def test_one_grpo_step_changes_weights_and_rewards_vary(tiny_model, records, tmp_path, modalities):
+    chosen = interleaved(records, modalities, count=6)
+    trainer = build_trainer(*stage_args(tiny_model["full"], chosen, tmp_path, per_device_train_batch_size=9,
+                                        num_generations=3))
+    before = _lm_params(trainer.model)
+    trainer.train()
+    after = _lm_params(trainer.model)
+    changed = [n for n in before if not torch.equal(before[n], after[n])]
+    assert any("language_model" in n for n in changed), "no language-model weight changed"
+    assert not any(".visual." in n or "audio_tower" in n for n in changed), "frozen encoders changed"
+    lines = [json.loads(x) for x in (tmp_path / "completions.jsonl").read_text().splitlines()]
+    assert len(lines) == 9
+    seen = {x["id"] for x in lines}
+    assert {r.modality for r in chosen if r.id in seen} == set(modalities)
+    by_group: dict[str, list[float]] = {}
+    for line in lines:
+        by_group.setdefault(line["id"], []).append(line["rewards"]["format_partial_reward"])
+    assert any(len(set(v)) > 1 for v in by_group.values()), "rewards never varied inside a group"
+
+
+def _reference_logps(thinker, row, completion: list[int], temperature: float) -> torch.Tensor:
+    """Log-probs of `completion` after `row`'s prompt from transformers' own forward with the raw media."""
+    ids = torch.cat([row.input_ids, torch.tensor(completion, dtype=torch.long)])[None]
+    kwargs = {k: getattr(row, k) for k in ("pixel_values_videos", "video_grid_thw", "video_second_per_grid",
+                                           "input_features", "feature_attention_mask") if getattr(row, k) is not None}
+    with torch.no_grad():
+        logits = thinker(input_ids=ids, attention_mask=torch.ones_like(ids), use_audio_in_video=row.use_audio_in_video,
+                         **kwargs).logits[0]
+    p = row.input_ids.numel()
+    logps = torch.log_softmax(logits[p - 1:-1] / temperature, dim=-1)
+    return logps.gather(-1, torch.tensor(completion)[:, None])[:, 0]
+
+
+@pytest.fixture(scope="module")
+def buffered(tiny_model, records, tmp_path_factory):
+    """A trainer that generated one mixed batch (steps_per_generation=2: shuffled and split like in training)."""
+    out = tmp_path_factory.mktemp("buffered")
+    chosen = interleaved(records, count=8)
+    trainer = build_trainer(*stage_args(tiny_model["full"], chosen, out, per_device_train_batch_size=4,
+                                        num_generations=2, steps_per_generation=2, beta=0.1, temperature=0.7))
+    trainer.model.train()
+    batch = next(iter(trainer.get_train_dataloader()))
+    trainer._prepare_inputs(batch)
+    return trainer
+
+
+def _rows_logps(trainer, micro):
+    ids = torch.cat([micro["prompt_ids"], micro["completion_ids"]], dim=1)
+    mask = torch.cat([micro["prompt_mask"], micro["completion_mask"]], dim=1)
+    trainer._rows = micro["media"]
+    with torch.no_grad():
+        logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask,
+                                                                 micro["completion_ids"].size(1))
+    return logps
+
+
+def test_logps_agree_with_per_sample_forward(buffered):
+    trainer = buffered
+    thinker = trainer.accelerator.unwrap_model(trainer.model)
+    modalities_seen = set()
+    for micro in trainer._buffered_inputs:
+        policy = _rows_logps(trainer, micro)
+        for i, row in enumerate(micro["media"]):
+            modalities_seen.add((row.has_video, row.has_audio, row.use_audio_in_video))
+            valid = micro["completion_mask"][i].bool()
+            completion = micro["completion_ids"][i][valid].tolist()
+            reference = _reference_logps(thinker, row, completion, trainer.temperature)
+            torch.testing.assert_close(policy[i][valid], reference, atol=1e-4, rtol=1e-4)
+            # old and reference log-probs were computed on the whole generation batch before the shuffle
+            torch.testing.assert_close(micro["old_per_token_logps"][i][valid], reference, atol=1e-4, rtol=1e-4)
+            torch.testing.assert_close(micro["ref_per_token_logps"][i][valid], reference, atol=1e-4, rtol=1e-4)
+    assert len(modalities_seen) == 3, f"the batch did not mix the three modalities: {modalities_seen}"
+
+
+def _perturbed(row, attr: str):
+    from dataclasses import replace
+
+    clone = replace(row, cache={})
+    setattr(clone, attr, getattr(row, attr) + 0.5 * torch.randn_like(getattr(row, attr)))
+    return clone
+
+
+@pytest.mark.parametrize("attr", ["pixel_values_videos", "input_features"])
+def test_changing_media_changes_loss_forward_logps(buffered, attr):
+    trainer = buffered
+    micro = next(m for m in trainer._buffered_inputs if any(getattr(r, attr) is not None for r in m["media"]))
+    base = _rows_logps(trainer, micro)
+    target = next(i for i, r in enumerate(micro["media"]) if getattr(r, attr) is not None)
+    original = micro["media"]
+    try:
+        micro["media"] = [(_perturbed(r, attr) if i == target else r) for i, r in enumerate(original)]
+        moved = _rows_logps(trainer, micro)
+    finally:
+        micro["media"] = original
+    valid = micro["completion_mask"][target].bool()
+    assert not torch.allclose(base[target][valid], moved[target][valid]), f"{attr} did not reach the loss forward"
+    others = [i for i, r in enumerate(original) if r is not original[target]]
+    for i in others:
+        torch.testing.assert_close(base[i], moved[i])
+
+
+def test_saved_model_reloads(tiny_model, records, tmp_path):
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    trainer = build_trainer(*stage_args(tiny_model["full"], interleaved(records, count=4), tmp_path))
+    trainer.train()
+    trainer.save_model(str(tmp_path))
+    reloaded = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(tmp_path)
+    trained = trainer.accelerator.unwrap_model(trainer.model).state_dict()
+    for name, tensor in reloaded.state_dict().items():
+        torch.testing.assert_close(tensor, trained[name], msg=name)
+
+
+def test_over_long_prompt_is_refused_with_its_record(tiny_model, records, tmp_path):
+    trainer = build_trainer(*stage_args(tiny_model["full"], interleaved(records, count=4), tmp_path,
+                                        max_prompt_length=50))
+    with pytest.raises(ValueError, match=r"record .*max_prompt_length=50"):
+        trainer.train()
+
+
+def test_trl_options_work_unchanged(tiny_model, records, tmp_path):
+    """PEFT LoRA, dr_grpo loss, batch reward scaling, truncated-completion masking, gradient checkpointing."""
+    trainer = build_trainer(*stage_args(
+        tiny_model["full"], interleaved(records, count=4), tmp_path, use_peft=True, lora_r=4,
+        lora_target_modules=["q_proj", "v_proj"], loss_type="dr_grpo", scale_rewards="batch",
+        mask_truncated_completions=True, gradient_checkpointing=True, epsilon=0.3, beta=0.05))
+    lora = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
+    trainer.train()
+    assert lora, "no LoRA parameters were created"
+    now = dict(trainer.model.named_parameters())
+    assert any(not torch.equal(p, now[n]) for n, p in lora.items()), "the LoRA weights did not move"
+    base = [n for n, p in trainer.model.named_parameters() if p.requires_grad and "lora_" not in n]
+    assert not base, f"PEFT left base weights trainable: {base[:3]}"
