@@ -20,6 +20,7 @@ import dataclasses
 import json
 import logging
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,6 +134,21 @@ def data_arguments(args: EvalArguments) -> DataArguments:
                          video_max_frames=args.video_max_frames, video_min_pixels=args.video_min_pixels,
                          video_max_pixels=args.video_max_pixels, video_total_pixels=args.video_total_pixels,
                          validate_data=False)
+
+
+class LockedProcessor:
+    """The processor with its __call__ serialized: a fast tokenizer shared by threads can fail ("Already borrowed")."""
+
+    def __init__(self, processor) -> None:
+        self._processor = processor
+        self._lock = threading.Lock()
+
+    def __call__(self, *args, **kwargs):
+        with self._lock:
+            return self._processor(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._processor, name)
 
 
 def prepare(record: Record, processor, base: DataArguments, fixed_fps: float | None) -> PromptMedia:
@@ -315,6 +331,27 @@ def _batches(items: Iterator[tuple[Question, Future]], size: int) -> Iterator[li
 _MEDIA_FAILURES = (MediaError, OSError, RuntimeError, ValueError)
 
 
+def _failure_message(question: Question, err: Exception) -> str:
+    """The error stored in a result line: always names the media file."""
+    media = str(question.record.video or question.record.audio)
+    text = str(err) if isinstance(err, MediaError) else f"{type(err).__name__}: {err}"
+    return text if media in text else f"{media}: {text}"
+
+
+def _generate_safely(thinker, rows: list[PromptMedia], gen_config) -> list[torch.Tensor]:
+    """Generate a batch; on a CUDA out-of-memory error retry its prompts one at a time."""
+    try:
+        return generate_batch(thinker, rows, gen_config)
+    except torch.OutOfMemoryError:
+        if len(rows) == 1:
+            raise
+        logger.warning("out of memory on a batch of %d prompts; answering them one at a time", len(rows))
+        for row in rows:
+            row.cache.clear()
+        torch.cuda.empty_cache()
+        return [generate_batch(thinker, [row], gen_config)[0] for row in rows]
+
+
 def evaluate(args: EvalArguments) -> Path:
     """Answer every missing question of args.data and append the lines to args.out; returns that path."""
     from tqdm.auto import tqdm
@@ -344,8 +381,10 @@ def evaluate(args: EvalArguments) -> Path:
     base = data_arguments(args)
     torch.manual_seed(args.seed)
 
+    locked = LockedProcessor(processor)
+
     def work(record: Record) -> PromptMedia:
-        return prepare(record, processor, base, args.video_fps)
+        return prepare(record, locked, base, args.video_fps)
 
     bar = tqdm(total=len(questions), initial=answered, desc="eval", unit="q")
     with open(out, "a", encoding="utf-8") as handle:
@@ -356,12 +395,12 @@ def evaluate(args: EvalArguments) -> Path:
                 try:
                     ready.append((question, future.result()))
                 except _MEDIA_FAILURES as err:
-                    media = question.record.video or question.record.audio
-                    message = str(err) if str(media) in str(err) else f"{media}: {err}"
-                    logger.warning("question %s: %s", question.record.id, message)
+                    message = _failure_message(question, err)
+                    logger.warning("question %s: %s", question.record.id, message,
+                                   exc_info=not isinstance(err, MediaError))
                     lines[question.record.id] = result_line(question, "", label, args.think, error=message)
             if ready:
-                tokens = generate_batch(thinker, [media for _, media in ready], gen_config)
+                tokens = _generate_safely(thinker, [media for _, media in ready], gen_config)
                 texts = processor.batch_decode(tokens, skip_special_tokens=True)
                 for (question, _), text in zip(ready, texts):
                     lines[question.record.id] = result_line(question, text, label, args.think)
