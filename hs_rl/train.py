@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -58,6 +59,7 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     """Every object of a stage, checked in order of cost: paths, data, rewards, then weights."""
     from accelerate import PartialState
 
+    from hs_rl.checkpoints import check_generation_cycle, guard_checkpoints
     from hs_rl.dataset import build_train_dataset
     from hs_rl.model import check_model_dir, freeze_encoders, load_processor, load_thinker
     from hs_rl.reward_guard import guard_reward
@@ -68,6 +70,7 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     output_dir = Path(config.output_dir)
     check_model_dir(model_args.model_name_or_path or "")
     check_batch(config, state.num_processes)
+    check_generation_cycle(config)
     records = load_training_records(data_args, output_dir, state.is_main_process)
     reward_counter: dict[str, int] = {}
     rewards = [guard_reward(fn, config.reward_errors, reward_counter) for fn in get_rewards(config.reward_funcs)]
@@ -84,6 +87,11 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
         from trl import get_peft_config
 
         peft_config = get_peft_config(model_args)
+        if isinstance(peft_config.target_modules, (list, set)) and config.freeze_vision_encoder \
+                and config.freeze_audio_encoder:
+            # module names like q_proj also exist in the encoders: with frozen encoders, adapt the LM only
+            names = "|".join(sorted(peft_config.target_modules))
+            peft_config.target_modules = rf".*language_model.*\.({names})$"
     trainer = OmniGRPOTrainer(
         model=model, reward_funcs=rewards, args=config, train_dataset=dataset, processing_class=processor,
         peft_config=peft_config,
@@ -92,20 +100,39 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
         completions_log=output_dir / "completions.jsonl" if config.completions_log else None,
     )
     trainer.reward_error_counts = reward_counter
+    guard_checkpoints(trainer)
     return trainer
 
 
 def run_train(data_args: DataArguments, config: OmniGRPOConfig, model_args: OmniModelConfig) -> int:
-    """Train one stage and save its final model (reloadable with `from_pretrained`)."""
+    """Train one stage and export its final model to `OUTPUT_DIR/final` (full Omni when the input was full).
+
+    `resume_from_checkpoint: auto` resumes from the newest complete checkpoint (see hs_rl.checkpoints).
+    """
+    from accelerate import PartialState
+
+    from hs_rl.checkpoints import discard_incomplete, resolve_resume
+    from hs_rl.export import FINAL_DIR, export_model
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    output_dir = Path(config.output_dir)
+    resume = resolve_resume(config.resume_from_checkpoint, output_dir)
+    state = PartialState()
+    if state.is_main_process and str(config.resume_from_checkpoint).lower() in ("auto", "true"):
+        discard_incomplete(output_dir)
+    state.wait_for_everyone()
     trainer = build_trainer(data_args, config, model_args)
-    resume = config.resume_from_checkpoint
     trainer.train(resume_from_checkpoint=resume)
-    trainer.save_model(config.output_dir)
+    thinker_dir = output_dir / ".final-thinker"
+    trainer.save_model(str(thinker_dir))  # collective under DeepSpeed: every rank takes part
     if trainer.accelerator.is_main_process:
-        trainer.processing_class.save_pretrained(config.output_dir)
+        trainer.processing_class.save_pretrained(str(thinker_dir))
+        export_model(thinker_dir, model_args.model_name_or_path, output_dir / FINAL_DIR)
+        shutil.rmtree(thinker_dir, ignore_errors=True)
         summary = {k: v for k, v in trainer.state.log_history[-1].items()} if trainer.state.log_history else {}
-        (Path(config.output_dir) / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
+        (output_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    trainer.accelerator.wait_for_everyone()
     return 0
 
 

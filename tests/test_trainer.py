@@ -36,7 +36,7 @@ def test_one_grpo_step_changes_weights_and_rewards_vary(tiny_model, records, tmp
     assert {r.modality for r in chosen if r.id in seen} == set(modalities)
     by_group: dict[str, list[float]] = {}
     for line in lines:
-        by_group.setdefault(line["id"], []).append(line["rewards"]["format_partial_reward"])
+        by_group.setdefault(line["id"], []).append(line["rewards"]["char_diversity"])
     assert any(len(set(v)) > 1 for v in by_group.values()), "rewards never varied inside a group"
 
 
@@ -141,11 +141,11 @@ def test_over_long_prompt_is_refused_with_its_record(tiny_model, records, tmp_pa
 
 
 def test_trl_options_work_unchanged(tiny_model, records, tmp_path):
-    """PEFT LoRA, dr_grpo loss, batch reward scaling, truncated-completion masking, gradient checkpointing."""
+    """PEFT LoRA, dr_grpo loss, batch reward scaling, gradient checkpointing, clipping and KL settings."""
     trainer = build_trainer(*stage_args(
-        tiny_model["full"], interleaved(records, count=4), tmp_path, use_peft=True, lora_r=4,
+        tiny_model["full"], interleaved(records, count=6), tmp_path, use_peft=True, lora_r=4,
         lora_target_modules=["q_proj", "v_proj"], loss_type="dr_grpo", scale_rewards="batch",
-        mask_truncated_completions=True, gradient_checkpointing=True, epsilon=0.3, beta=0.05))
+        gradient_checkpointing=True, epsilon=0.3, beta=0.05, per_device_train_batch_size=6, num_generations=3))
     lora = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if "lora_B" in n}
     trainer.train()
     assert lora, "no LoRA parameters were created"
@@ -153,3 +153,14 @@ def test_trl_options_work_unchanged(tiny_model, records, tmp_path):
     assert any(not torch.equal(p, now[n]) for n, p in lora.items()), "the LoRA weights did not move"
     base = [n for n, p in trainer.model.named_parameters() if p.requires_grad and "lora_" not in n]
     assert not base, f"PEFT left base weights trainable: {base[:3]}"
+
+
+def test_mask_truncated_completions_masks_the_loss(tiny_model, records, tmp_path):
+    """Every tiny-model completion hits max_completion_length; TRL's masking must then zero the loss and grads."""
+    trainer = build_trainer(*stage_args(tiny_model["full"], interleaved(records, count=6), tmp_path,
+                                        mask_truncated_completions=True, per_device_train_batch_size=6,
+                                        num_generations=3))
+    trainer.train()
+    logged = next(h for h in trainer.state.log_history if "loss" in h)
+    assert logged["completions/clipped_ratio"] == 1.0
+    assert logged["loss"] == 0.0 and logged["grad_norm"] == 0.0
