@@ -16,6 +16,7 @@ INSTALL_REQUIRES = [
     "tensorboardX>=2.6",
     "tokenizers>=0.21",
     "safetensors>=0.4",
+    "soundfile>=0.12",
     "numpy>=1.26",
     "pyyaml>=6",
     "matplotlib>=3.8",
