@@ -1,0 +1,184 @@
+"""Checkpoints a resume can trust: completion markers, `resume_from_checkpoint: auto`, rotation, cycle alignment.
+
+HF's Trainer writes `checkpoint-N/` file by file, straight into place: a kill or a full disk mid-save leaves a
+folder that looks like a checkpoint but is not one, and `get_last_checkpoint` would pick it. Here a checkpoint
+counts only once every process has finished writing it and the main process has written (and fsynced) the
+marker file `MARKER` into it, last. `auto` picks the newest marked checkpoint; rotation (`save_total_limit`) is
+done by us, after the marker, and never deletes the newest complete checkpoint.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+MARKER = "hs_rl_complete.json"
+_CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+
+
+def fsync_write(path: Path, text: str) -> None:
+    """Write `text` to `path` so that it is either absent or whole, even after a power cut (tmp, fsync, rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+    fsync_dir(path.parent)
+
+
+def fsync_dir(folder: Path) -> None:
+    """Make a rename or a new file in `folder` durable (no-op where directories cannot be fsynced)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
+    """Every `checkpoint-N` folder of a run, complete or not, oldest step first."""
+    folder = Path(output_dir)
+    if not folder.is_dir():
+        return []
+    found = [(int(m.group(1)), p) for p in folder.iterdir() if p.is_dir() and (m := _CHECKPOINT.match(p.name))]
+    return sorted(found)
+
+
+def is_complete(checkpoint: str | Path) -> bool:
+    """True once the marker, written after every process finished the save, is there."""
+    return (Path(checkpoint) / MARKER).is_file()
+
+
+def newest_complete_checkpoint(output_dir: str | Path) -> Path | None:
+    """The checkpoint `auto` resumes from: the highest step with a completion marker."""
+    complete = [p for _, p in checkpoints(output_dir) if is_complete(p)]
+    return complete[-1] if complete else None
+
+
+def resolve_resume(value: Any, output_dir: str | Path) -> str | None:
+    """`resume_from_checkpoint` as the Trainer takes it: auto/true → newest complete checkpoint or None."""
+    if value is None or value is False or (isinstance(value, str) and value.strip().lower() in ("", "false", "none")):
+        return None
+    if value is True or (isinstance(value, str) and value.strip().lower() in ("auto", "true")):
+        found = newest_complete_checkpoint(output_dir)
+        skipped = [p.name for _, p in checkpoints(output_dir) if not is_complete(p)]
+        if skipped:
+            logger.warning("resume auto: ignoring incomplete checkpoint(s) %s (no %s)", skipped, MARKER)
+        if found is not None:
+            logger.info("resume auto: resuming from %s", found)
+        return str(found) if found is not None else None
+    path = Path(value)
+    if not path.is_dir():
+        raise FileNotFoundError(f"resume_from_checkpoint {value!r} is not a folder (use `auto` for the newest one)")
+    if not is_complete(path):
+        logger.warning("resume_from_checkpoint %s has no completion marker; it may be a half-written save", path)
+    return str(path)
+
+
+def discard_incomplete(output_dir: str | Path) -> list[Path]:
+    """Remove checkpoint folders newer than the newest complete one: half saves a later save would collide with."""
+    newest = newest_complete_checkpoint(output_dir)
+    newest_step = -1 if newest is None else int(_CHECKPOINT.match(newest.name).group(1))
+    removed = []
+    for step, path in checkpoints(output_dir):
+        if not is_complete(path) and step > newest_step:
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(path)
+    if removed:
+        logger.warning("removed half-written checkpoint(s): %s", [p.name for p in removed])
+    return removed
+
+
+def rotate(output_dir: str | Path, limit: int | None, keep: str | Path | None = None) -> list[Path]:
+    """Keep the newest `limit` complete checkpoints (and `keep`, the best one); drop older incomplete leftovers.
+
+    Runs after the marker is written, so the checkpoint just saved is always among the kept ones.
+    """
+    found = checkpoints(output_dir)
+    complete = [p for _, p in found if is_complete(p)]
+    if not complete:
+        return []
+    newest_step = int(_CHECKPOINT.match(complete[-1].name).group(1))
+    doomed = [p for s, p in found if not is_complete(p) and s < newest_step]
+    if limit is not None and limit > 0:
+        doomed += complete[: max(0, len(complete) - limit)]
+    keep_path = Path(keep).resolve() if keep else None
+    removed = []
+    for path in doomed:
+        if path == complete[-1] or (keep_path is not None and path.resolve() == keep_path):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(path)
+    return removed
+
+
+def check_generation_cycle(config) -> None:
+    """Refuse checkpoints that would fall inside a TRL generation cycle (they cannot be resumed exactly).
+
+    TRL generates once per `steps_per_generation × num_iterations` micro-steps and keeps the completions in
+    `_buffered_inputs`, which no checkpoint holds; its `_step` counter restarts at 0 on resume. A resume from
+    inside a cycle would silently re-generate from the wrong slice and shift every later cycle. Saving only
+    on cycle boundaries makes resume exact, so a misaligned `save_steps` is a configuration error.
+    """
+    cycle = int(config.steps_per_generation or config.gradient_accumulation_steps) * int(config.num_iterations)
+    accumulation = int(config.gradient_accumulation_steps)
+    if cycle <= 1 or str(getattr(config.save_strategy, "value", config.save_strategy)) != "steps":
+        return
+    save_steps = config.save_steps
+    if save_steps is None or save_steps < 1 or save_steps != int(save_steps):
+        raise ValueError(f"save_steps={save_steps!r}: use a whole number of steps with steps_per_generation > 1 "
+                         f"(a fraction of the run cannot be kept aligned with TRL's generation cycle)")
+    micro = int(save_steps) * accumulation
+    if micro % cycle:
+        step = cycle // _gcd(cycle, accumulation)
+        raise ValueError(
+            f"save_steps={int(save_steps)} would save inside a generation cycle: TRL generates every "
+            f"steps_per_generation × num_iterations = {cycle} micro-steps and does not checkpoint the buffered "
+            f"completions, so such a checkpoint cannot resume exactly. With gradient_accumulation_steps="
+            f"{accumulation}, save_steps must be a multiple of {step}.")
+
+
+def _gcd(a: int, b: int) -> int:
+    while b:
+        a, b = b, a % b
+    return a
+
+
+def guard_checkpoints(trainer) -> None:
+    """Make every checkpoint of `trainer` complete-or-ignored: barrier, marker (fsynced, last), then our rotation.
+
+    The Trainer's own rotation runs before anything could mark the new checkpoint; it is switched off here
+    (`save_total_limit` moved onto us) so that a kill between save and marker never leaves zero complete ones.
+    """
+    limit = trainer.args.save_total_limit
+    trainer.args.save_total_limit = None
+    original = trainer._save_checkpoint
+
+    def save_checkpoint(model, trial):
+        original(model, trial)
+        run_dir = Path(trainer._get_output_dir(trial=trial))
+        folder = run_dir / f"checkpoint-{trainer.state.global_step}"
+        trainer.accelerator.wait_for_everyone()  # every rank's shards and RNG files are on disk
+        if trainer.args.should_save:
+            fsync_write(folder / MARKER, json.dumps({
+                "global_step": trainer.state.global_step, "epoch": trainer.state.epoch,
+                "processes": trainer.accelerator.num_processes, "time": time.time(),
+            }) + "\n")
+            rotate(run_dir, limit, trainer.state.best_model_checkpoint)
+        trainer.accelerator.wait_for_everyone()
+
+    trainer._save_checkpoint = save_checkpoint
