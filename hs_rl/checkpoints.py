@@ -182,3 +182,44 @@ def guard_checkpoints(trainer) -> None:
         trainer.accelerator.wait_for_everyone()
 
     trainer._save_checkpoint = save_checkpoint
+    original_load = trainer._load_from_checkpoint
+
+    def load_from_checkpoint(resume_from_checkpoint, model=None):
+        target = model if model is not None else trainer.model
+        folder = Path(resume_from_checkpoint)
+        plain = not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled or hasattr(target, "peft_config"))
+        if plain and any(folder.glob("*.safetensors")):
+            load_saved_weights(target, folder)
+        else:
+            original_load(resume_from_checkpoint, model)
+
+    trainer._load_from_checkpoint = load_from_checkpoint
+
+
+def load_saved_weights(model, folder: Path) -> None:
+    """Load a checkpoint's safetensors into `model`, mapping the saved names back to the module names.
+
+    transformers 5 saves the Omni thinker under the names of its conversion mapping (`thinker.model.…`), but
+    the Trainer's resume path loads them with a raw `load_state_dict(strict=False)`: nothing matches, nothing
+    loads, only a warning is logged, and the resumed run silently trains from the base weights again.
+    """
+    from safetensors import safe_open
+    from transformers.core_model_loading import revert_weight_conversion
+
+    own = model.state_dict()
+    saved_names = revert_weight_conversion(model, dict(own))
+    by_identity = {id(tensor): name for name, tensor in own.items()}
+    module_name = {saved: by_identity[id(tensor)] for saved, tensor in saved_names.items() if id(tensor) in by_identity}
+    if len(module_name) != len(own):
+        raise RuntimeError("cannot map this model's saved weight names back to its modules (not a pure renaming)")
+    loaded: dict[str, Any] = {}
+    for path in sorted(folder.glob("*.safetensors")):
+        with safe_open(path, "pt") as handle:
+            for key in handle.keys():
+                if key in module_name:
+                    loaded[module_name[key]] = handle.get_tensor(key)
+    missing = sorted(set(own) - set(loaded))
+    if missing:
+        raise RuntimeError(f"checkpoint {folder} lacks {len(missing)} weight(s) of the model, e.g. {missing[:3]}")
+    model.load_state_dict(loaded, strict=True)
+    logger.info("loaded %d tensors from %s", len(loaded), folder)
