@@ -7,9 +7,14 @@ Leading positional words are mapped onto named fields (``hs-rl convert IN OUT`` 
 """
 from __future__ import annotations
 
+import difflib
 import importlib
+import os
 import sys
 from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
 
 from trl import TrlParser
 
@@ -77,6 +82,22 @@ def build_parser(name: str) -> TrlParser:
     return TrlParser(types, prog=f"hs-rl {name}", description=command.help)
 
 
+def check_config_keys(parser: TrlParser, config_path: str) -> None:
+    """Refuse a config YAML with a key no option has, naming it and the closest valid key (safe loader)."""
+    path = Path(config_path)
+    if not path.is_file():
+        raise SystemExit(f"hs-rl: config file {config_path!r} does not exist")
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    if not isinstance(data, dict):
+        raise SystemExit(f"hs-rl: {config_path} must hold a YAML mapping of option: value")
+    valid = {action.dest for action in parser._actions} | {"env"}
+    for key in data:
+        if key not in valid:
+            close = difflib.get_close_matches(str(key), sorted(valid), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise SystemExit(f"hs-rl: {config_path}: unknown key {key!r}{hint}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -86,8 +107,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     name, rest = argv[0], argv[1:]
     command = COMMANDS[name]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every path is local: never reach a hub at run time
     parser = build_parser(name)
-    parsed = parser.parse_args_and_config(_map_positionals(command, rest))
+    args = _map_positionals(command, rest)
+    if "--config" in args:
+        check_config_keys(parser, args[args.index("--config") + 1])
+    parsed = parser.parse_args_and_config(args)
     function = getattr(importlib.import_module(command.module), command.function)
     result = function(*parsed)
     return int(result or 0)

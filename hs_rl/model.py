@@ -5,6 +5,7 @@ Both layouts of a checkpoint work: a full `Qwen2_5OmniForConditionalGeneration` 
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -19,6 +20,20 @@ def check_model_dir(path: str | Path) -> Path:
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"model folder {folder} has no config.json")
     return folder
+
+
+OMNI_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker")
+
+
+def check_model_modalities(path: str | Path, modalities: set[str]) -> None:
+    """Refuse, before loading weights, a checkpoint that cannot take the dataset's modalities."""
+    config = json.loads((check_model_dir(path) / "config.json").read_text(encoding="utf-8"))
+    model_type = config.get("model_type")
+    if model_type in OMNI_MODEL_TYPES:
+        return
+    needs = ", ".join(sorted(modalities)) or "video/audio"
+    raise ValueError(f"model {path} is a {model_type!r} checkpoint; hs-rl trains Qwen2.5-Omni (model_type "
+                     f"{' or '.join(OMNI_MODEL_TYPES)}), which the dataset's modalities ({needs}) need")
 
 
 def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:

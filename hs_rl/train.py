@@ -61,7 +61,7 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
 
     from hs_rl.checkpoints import check_generation_cycle, guard_checkpoints
     from hs_rl.dataset import build_train_dataset
-    from hs_rl.model import check_model_dir, freeze_encoders, load_processor, load_thinker
+    from hs_rl.model import check_model_dir, check_model_modalities, freeze_encoders, load_processor, load_thinker
     from hs_rl.reward_guard import guard_reward
     from hs_rl.rewards import get_rewards
     from hs_rl.trainer import OmniGRPOTrainer
@@ -72,6 +72,7 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     check_batch(config, state.num_processes)
     check_generation_cycle(config)
     records = load_training_records(data_args, output_dir, state.is_main_process)
+    check_model_modalities(model_args.model_name_or_path, {r.modality for r in records})
     reward_counter: dict[str, int] = {}
     rewards = [guard_reward(fn, config.reward_errors, reward_counter) for fn in get_rewards(config.reward_funcs)]
     if config.reward_weights is not None and len(config.reward_weights) != len(rewards):
