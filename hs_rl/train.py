@@ -100,7 +100,7 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
         run_all_towers=config.run_all_towers,
         completions_log=output_dir / "completions.jsonl" if config.completions_log else None,
     )
-    trainer.reward_error_counts = reward_counter
+    trainer.reward_error_counts = reward_counter  # filled by the guarded rewards, logged by the trainer
     guard_checkpoints(trainer)
     return trainer
 

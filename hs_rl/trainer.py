@@ -62,6 +62,7 @@ class OmniGRPOTrainer(GRPOTrainer):
             run_all_towers = bool(plugin is not None and plugin.zero_stage == 3)
         self.run_all_towers = run_all_towers
         self.completions_log = Path(completions_log) if completions_log else None
+        self.reward_error_counts: dict[str, int] = {}
 
     # ---- batch bookkeeping -------------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -71,6 +72,8 @@ class OmniGRPOTrainer(GRPOTrainer):
         problems = torch.tensor(sum(bool(x.get("media_problem")) for x in inputs), device=device)
         self._metrics[mode]["media/replaced_samples"].append(self.accelerator.gather(problems).sum().item())
         output = super()._generate_and_score_completions(inputs)
+        for name, count in self.reward_error_counts.items():  # reward_errors: zero — how many scored 0 so far
+            self._metrics[mode][f"rewards/{name}/errors"].append(float(count))
         output["media"] = self._rows
         self._log_completions_jsonl(inputs, mode)
         return output
