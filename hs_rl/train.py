@@ -46,15 +46,6 @@ def load_training_records(data_args: DataArguments, output_dir: Path, is_main: b
     return kept
 
 
-def check_batch(config: OmniGRPOConfig, world_size: int) -> None:
-    """TRL's batch arithmetic, checked with a message a user can act on, before any weight is loaded."""
-    generation_batch = config.per_device_train_batch_size * world_size * config.steps_per_generation
-    if generation_batch % config.num_generations:
-        raise ValueError(
-            f"num_generations={config.num_generations} must divide the generation batch "
-            f"per_device_train_batch_size × processes × steps_per_generation = {generation_batch}")
-
-
 def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: OmniModelConfig):
     """Every object of a stage, checked in order of cost: paths, data, rewards, then weights."""
     from accelerate import PartialState
@@ -69,7 +60,6 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     state = PartialState()
     output_dir = Path(config.output_dir)
     check_model_dir(model_args.model_name_or_path or "")
-    check_batch(config, state.num_processes)
     check_generation_cycle(config)
     records = load_training_records(data_args, output_dir, state.is_main_process)
     check_model_modalities(model_args.model_name_or_path, {r.modality for r in records})
