@@ -48,6 +48,16 @@ def _thinker_reference_models():
         _trl_grpo.create_model_from_path = original
 
 
+def _keep_used_weight_conversions(model) -> None:
+    """Under ZeRO-3, transformers 5.23 loads through `integrations.deepspeed`, which records every candidate
+    key mapping (legacy ones included) on the model instead of only those that matched, as the normal path does;
+    `save_pretrained` then reverts them all and writes names like `thinker.model.thinker.audio_tower.…` that no
+    `from_pretrained` can load. Keep only the mappings that were used, as the non-DeepSpeed loader does."""
+    conversions = getattr(model, "_weight_conversions", None)
+    if conversions:
+        model._weight_conversions = [c for c in conversions if c.was_used()]
+
+
 class OmniGRPOTrainer(GRPOTrainer):
     """GRPO on the Qwen2.5-Omni thinker with video, audio and video+audio prompts, mixed freely in a batch."""
 
@@ -62,6 +72,7 @@ class OmniGRPOTrainer(GRPOTrainer):
             run_all_towers = bool(plugin is not None and plugin.zero_stage == 3)
         self.run_all_towers = run_all_towers
         self.completions_log = Path(completions_log) if completions_log else None
+        _keep_used_weight_conversions(thinker_of(self.model))
         self.reward_error_counts: dict[str, int] = {}
 
     # ---- batch bookkeeping -------------------------------------------------------------------------------
