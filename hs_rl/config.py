@@ -57,6 +57,10 @@ class OmniGRPOConfig(GRPOConfig):
         default="raise", metadata={"help": "raise: a reward exception stops the run; zero: it scores 0, counted."})
     completions_log: bool = field(
         default=True, metadata={"help": "Append each generation batch's completions and rewards to a JSONL."})
+    shared_prefix: bool = field(
+        default=True, metadata={"help": "Run a group's prompt once in the log-prob/loss forwards and reuse its KV "
+                                        "cache for the group's completions (exact; off automatically with gradient "
+                                        "checkpointing, ZeRO-3 or PEFT)."})
     run_all_towers: bool | None = field(
         default=None, metadata={"help": "Run both encoders in every forward (needed by ZeRO-3; auto by default)."})
 

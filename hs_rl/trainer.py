@@ -12,13 +12,16 @@ Hooks overridden, and why:
 - `_compute_loss`: select the media of the micro-batch TRL is about to score.
 - `_tokenize_prompts`: prompts were tokenized, with media placeholders expanded, in DataLoader workers.
 - `_generate_single_turn`: generate a group's completions from one prefill of their shared prompt.
-- `_get_per_token_logps_and_entropies`: the forward pass with each row's media, chunked like TRL's.
+- `_get_per_token_logps_and_entropies`: the forward pass with each row's media, chunked like TRL's; with
+  `shared_prefix` (default) a group's prompt runs once and its KV cache serves the group's completions
+  (hs_rl.prefix_sharing).
 Everything else (advantages, loss types, KL, clipping, PEFT, checkpointing, logging) is TRL's, unchanged.
 """
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +33,9 @@ from trl.trainer import grpo_trainer as _trl_grpo
 from trl.models import unwrap_model_for_generation
 
 from hs_rl.omni_inputs import PromptMedia, embed_rows, prompt_rope, rope_positions, thinker_of
+from hs_rl.prefix_sharing import shared_prefix_logps, unsafe_reason
+
+logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
@@ -73,6 +79,10 @@ class OmniGRPOTrainer(GRPOTrainer):
         self.run_all_towers = run_all_towers
         self.completions_log = Path(completions_log) if completions_log else None
         _keep_used_weight_conversions(thinker_of(self.model))
+        self.shared_prefix = bool(getattr(self.args, "shared_prefix", True))
+        if self.shared_prefix and (reason := unsafe_reason(self)) is not None:
+            logger.warning("shared_prefix is off for this run (plain per-row forward instead): %s", reason)
+            self.shared_prefix = False
         self.reward_error_counts: dict[str, int] = {}
 
     # ---- batch bookkeeping -------------------------------------------------------------------------------
@@ -155,6 +165,15 @@ class OmniGRPOTrainer(GRPOTrainer):
         for start in range(0, input_ids.size(0), batch_size):
             end = min(start + batch_size, input_ids.size(0))
             ids, mask, chunk = input_ids[start:end], attention_mask[start:end], rows[start:end]
+            if self.shared_prefix and prompt_width >= 2:
+                logps, entropies = shared_prefix_logps(
+                    model, thinker, ids, mask, chunk, logits_to_keep, encoders_frozen=self.encoders_frozen,
+                    run_all_towers=self.run_all_towers, compute_entropy=compute_entropy,
+                    autocast=self.accelerator.autocast())
+                all_logps.append(logps)
+                if compute_entropy:
+                    all_entropies.append(entropies)
+                continue
             embeds = embed_rows(thinker, ids, chunk, use_cache=self.encoders_frozen, prompt_width=prompt_width,
                                 run_all_towers=self.run_all_towers)
             positions = rope_positions(thinker, mask, chunk, prompt_width)
