@@ -259,7 +259,8 @@ def _paths(output_dir: Path) -> dict[str, Path]:
     media = output_dir / "media"
     return {
         "root": output_dir,
-        "media_root": media,
+        # media paths in the JSON files are relative to the files' own folder, as in the HumanSense release
+        "media_root": output_dir,
         "train_json": output_dir / "humansense_train.json",
         "vqa_json": output_dir / "HumanSense_VQA.json",
         "aqa_json": output_dir / "HumanSense_AQA.json",
@@ -281,19 +282,18 @@ def make_sample_data(output_dir: Path, seed: int = 0) -> dict[str, Path]:
     paths = _paths(output_dir)
     if (output_dir / "DONE").is_file() and all(p.exists() for p in paths.values()):
         return paths
-    media = paths["media_root"]
-    (media / "videos").mkdir(parents=True, exist_ok=True)
-    (media / "audio").mkdir(parents=True, exist_ok=True)
+    (output_dir / "media" / "videos").mkdir(parents=True, exist_ok=True)
+    (output_dir / "media" / "audio").mkdir(parents=True, exist_ok=True)
     np_rng = np.random.default_rng(seed)
     clips_audio, clips_silent, wavs = [], [], []
     for index in range(NUM_CLIPS):
-        relative = f"videos/clip_{index:02d}.mp4"
+        relative = f"media/videos/clip_{index:02d}.mp4"
         with_audio = index < NUM_CLIPS_WITH_AUDIO
-        write_clip(media / relative, index, np_rng, with_audio)
+        write_clip(output_dir / relative, index, np_rng, with_audio)
         (clips_audio if with_audio else clips_silent).append(relative)
     for index in range(NUM_WAVS):
-        relative = f"audio/speech_{index:02d}.wav"
-        write_wav(media / relative, _tone(wav_tone_hz(index), 1.0 + index % 3, np_rng, noise=0.02))
+        relative = f"media/audio/speech_{index:02d}.wav"
+        write_wav(output_dir / relative, _tone(wav_tone_hz(index), 1.0 + index % 3, np_rng, noise=0.02))
         wavs.append(relative)
     write_wav(paths["long_wav"], _tone(440.0, LONG_WAV_SECONDS, np_rng, noise=0.01))
     rng = random.Random(seed)

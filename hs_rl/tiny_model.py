@@ -1,9 +1,10 @@
 """Offline builders of small random Qwen2.5-Omni checkpoints for demos, tests and benchmarks.
 
 Nothing is downloaded: the tokenizer is trained here with `tokenizers`, the processor is the real
-`Qwen2_5OmniProcessor`, and the weights are random. Two folders are written: `full/` (a complete
+`Qwen2_5OmniProcessor`, and the weights are random. Two checkpoints are written: a complete
 `Qwen2_5OmniForConditionalGeneration` with talker, token2wav and `spk_dict.pt`, as the released checkpoint
-is laid out) and `thinker/` (a thinker-only checkpoint). Presets: `tiny` (< 100k parameters, seconds on CPU)
+is laid out) at the top of the output folder, and `thinker/` inside it (a thinker-only checkpoint), so the
+output folder itself is what `--model_name_or_path` takes. Presets: `tiny` (< 100k parameters, seconds on CPU)
 and `small` (tens of millions of parameters with the 7B model's encoder/LM proportions, for benchmarks).
 """
 from __future__ import annotations
@@ -43,7 +44,7 @@ PRESETS = {
 class TinyModelArguments:
     """Arguments of `hs-rl make-tiny-model`."""
 
-    output_dir: str = field(metadata={"help": "Folder to write `full/` and `thinker/` into."})
+    output_dir: str = field(metadata={"help": "Folder for the full Omni checkpoint (and `thinker/` inside it)."})
     preset: str = field(default="tiny", metadata={"help": "tiny (<100k params) or small (tens of millions)."})
     seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
 
@@ -177,11 +178,11 @@ def full_config(thinker):
 
 
 def make_tiny_model(output_dir: str | Path, preset: str = "tiny", seed: int = 0) -> dict[str, Path]:
-    """Write `full/` and `thinker/` checkpoints (idempotent: a complete folder is reused as it is)."""
+    """Write the full checkpoint in `output_dir` and a thinker-only one in `output_dir/thinker` (idempotent)."""
     from transformers import Qwen2_5OmniForConditionalGeneration, Qwen2_5OmniThinkerForConditionalGeneration
 
     output_dir = Path(output_dir)
-    paths = {"root": output_dir, "full": output_dir / "full", "thinker": output_dir / "thinker"}
+    paths = {"root": output_dir, "full": output_dir, "thinker": output_dir / "thinker"}
     if (output_dir / "DONE").exists():
         return paths
     torch.manual_seed(seed)

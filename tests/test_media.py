@@ -26,7 +26,7 @@ from hs_rl.sample_data import clip_fps, clip_seconds, clip_tone_hz, wav_tone_hz
 
 
 def _clip(sample_data, index: int) -> Path:
-    return sample_data["media_root"] / "videos" / f"clip_{index:02d}.mp4"
+    return sample_data["media_root"] / "media" / "videos" / f"clip_{index:02d}.mp4"
 
 
 def _peak_hz(samples: np.ndarray, rate: int = 16000) -> float:

@@ -105,8 +105,8 @@ def test_benchmark_files(sample_data):
 
 
 def test_media_variety(sample_data):
-    clips = sorted((sample_data["media_root"] / "videos").glob("*.mp4"))
-    wavs = sorted((sample_data["media_root"] / "audio").glob("*.wav"))
+    clips = sorted((sample_data["media_root"] / "media" / "videos").glob("*.mp4"))
+    wavs = sorted((sample_data["media_root"] / "media" / "audio").glob("*.wav"))
     assert 24 <= len(clips) <= 30 and 6 <= len(wavs) <= 9
     with_audio = sum(has_audio_track(c) for c in clips)
     assert 0.3 * len(clips) <= with_audio <= 0.7 * len(clips)
