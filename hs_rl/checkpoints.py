@@ -194,6 +194,31 @@ def guard_checkpoints(trainer) -> None:
             original_load(resume_from_checkpoint, model)
 
     trainer._load_from_checkpoint = load_from_checkpoint
+    original_sampler = trainer._get_train_sampler
+
+    def train_sampler(*args, **kwargs):
+        return epoch_seeded(original_sampler(*args, **kwargs))
+
+    trainer._get_train_sampler = train_sampler
+
+
+def epoch_seeded(sampler):
+    """Give TRL's RepeatSampler a `set_epoch` that seeds its shuffle with seed + epoch.
+
+    Its generator is seeded once and advanced by every epoch's permutation, so a run resumed in epoch 2 would
+    draw epoch 1's order again (a fresh generator). Seeding per epoch makes each epoch's order a function of
+    (seed, epoch) alone; accelerate calls `set_epoch` on the sampler at the start of every epoch.
+    """
+    generator = getattr(sampler, "generator", None)
+    seed = getattr(sampler, "seed", None)
+    if generator is None or seed is None or hasattr(sampler, "set_epoch"):
+        return sampler
+
+    def set_epoch(epoch: int) -> None:
+        generator.manual_seed(int(seed) + int(epoch))
+
+    sampler.set_epoch = set_epoch
+    return sampler
 
 
 def load_saved_weights(model, folder: Path) -> None:
