@@ -186,7 +186,7 @@ def test_full_disk_during_save_then_resume(tiny_model, video_data, tmp_path, mon
         return real_save(*a, **k)
 
     monkeypatch.setattr(modeling_utils, "safe_save_file", save_until_disk_is_full)
-    parsed = build_parser("train").parse_args_and_config(command[4:])
+    parsed = build_parser("train").parse_args_and_config(["--config", str(STAGE), *command[4:]])
     with pytest.raises(OSError) as failure:
         run_train(*parsed)
     assert failure.value.errno == errno.ENOSPC
