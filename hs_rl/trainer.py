@@ -128,9 +128,46 @@ class OmniGRPOTrainer(GRPOTrainer):
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
         ):
             thinker = thinker_of(unwrapped)
-            for row, count in groups:
-                completion_ids += self._generate_group(thinker, row, count)
+            if len(groups) > 1:  # one decode loop for all groups: each prompt prefilled once, caches batched
+                completion_ids = self._generate_groups(thinker, self._rows)
+            else:
+                for row, count in groups:
+                    completion_ids += self._generate_group(thinker, row, count)
         return completion_ids, None
+
+    def _generate_groups(self, thinker, rows: list[PromptMedia]) -> list[list[int]]:
+        """One completion per row: every distinct prompt prefilled once (batched, left-padded), its cache
+        indexed out to its rows, then ONE `generate` decodes all rows together (fewer decode steps than one
+        loop per group)."""
+        from hs_rl.prefix_sharing import prompt_groups
+
+        first, group_of_row = prompt_groups(rows)
+        device = rows[0].input_ids.device
+        width = max(r.input_ids.numel() for r in rows)
+        pad = self.generation_config.pad_token_id or 0
+        ids = torch.full((len(rows), width), pad, dtype=torch.long, device=device)
+        mask = torch.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, width - row.input_ids.numel():] = row.input_ids
+            mask[i, width - row.input_ids.numel():] = 1
+        first_t, index = torch.tensor(first, device=device), torch.tensor(group_of_row, device=device)
+        group_rows = [rows[i] for i in first]
+        embeds = embed_rows(thinker, ids[first_t], group_rows, use_cache=self.encoders_frozen, prompt_width=width,
+                            run_all_towers=self.run_all_towers)
+        positions = rope_positions(thinker, mask[first_t], group_rows, width)
+        prefill = thinker.model(inputs_embeds=embeds[:, :-1], position_ids=positions[:, :, :-1],
+                                attention_mask=mask[first_t, :-1], use_cache=True)
+        cache = prefill.past_key_values
+        cache.batch_select_indices(index)
+        # while decoding, transformers positions a token at (real tokens before it) + rope_deltas[row]
+        thinker.model.rope_deltas = torch.tensor([[prompt_rope(thinker, r)[1]] for r in rows], device=device)
+        try:
+            sequences = thinker.generate(input_ids=ids, attention_mask=mask, past_key_values=cache,
+                                         generation_config=self.generation_config)
+        finally:
+            thinker.model.rope_deltas = None
+        eos = set(self.eos_token_ids)
+        return [c[: next((i + 1 for i, t in enumerate(c) if t in eos), len(c))] for c in sequences[:, width:].tolist()]
 
     def _generate_group(self, thinker, row: PromptMedia, count: int) -> list[list[int]]:
         """`count` sampled completions of one prompt: prefill it once, copy its cache to `count` rows, decode."""

@@ -112,3 +112,41 @@ def test_training_step_with_shared_prefix(tiny_model, sample_data, tmp_path):
     trainer.train()
     changed = [n for n, p in trainer.model.named_parameters() if not torch.equal(before[n], p)]
     assert any("language_model" in n for n in changed)
+
+
+def test_batched_group_generation_matches_per_prompt_generate(buffered):
+    """Greedy: one decode loop over several groups (prefilled once each) = HF generate per prompt with its raw
+    media, token for token and in the next-token logits of every step."""
+    import copy
+
+    from hs_rl.omni_inputs import thinker_of
+
+    trainer = buffered
+    thinker = thinker_of(trainer.accelerator.unwrap_model(trainer.model))
+    rows = [r for m in trainer._buffered_inputs for r in m["media"]]
+    distinct = list({id(r): r for r in rows}.values())[:3]
+    batch = [distinct[0], distinct[1], distinct[0], distinct[2], distinct[1]]  # interleaved groups, one of size 1
+    config = trainer.generation_config
+    greedy = copy.deepcopy(config)
+    greedy.do_sample, greedy.max_new_tokens, greedy.eos_token_id = False, 5, None
+    trainer.generation_config = greedy
+    logits: list[torch.Tensor] = []
+    hook = thinker.lm_head.register_forward_hook(lambda m, i, out: logits.append(out[:, -1].detach().clone()))
+    try:
+        with torch.no_grad():
+            ours = trainer._generate_groups(thinker, batch)
+            ours_logits = torch.stack(logits, 1)  # (rows, steps, V)
+            for b, (row, completion) in enumerate(zip(batch, ours)):
+                kwargs = {k: getattr(row, k) for k in ("pixel_values_videos", "video_grid_thw", "video_second_per_grid",
+                                                       "input_features", "feature_attention_mask")
+                          if getattr(row, k) is not None}
+                logits.clear()
+                thinker.model.rope_deltas = None
+                ref = thinker.generate(input_ids=row.input_ids[None], attention_mask=torch.ones_like(row.input_ids[None]),
+                                       use_audio_in_video=row.use_audio_in_video, generation_config=greedy, **kwargs)
+                thinker.model.rope_deltas = None
+                assert completion == ref[0, row.input_ids.numel():].tolist()
+                torch.testing.assert_close(ours_logits[b], torch.cat(logits), atol=1e-4, rtol=1e-4)
+    finally:
+        hook.remove()
+        trainer.generation_config = config

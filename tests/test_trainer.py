@@ -115,7 +115,9 @@ def test_changing_media_changes_loss_forward_logps(buffered, attr):
     finally:
         micro["media"] = original
     valid = micro["completion_mask"][target].bool()
-    assert not torch.allclose(base[target][valid], moved[target][valid]), f"{attr} did not reach the loss forward"
+    # the tiny audio tower moves the log-probs by ~1e-4 only; unchanged media reproduces them to ~1e-7
+    assert not torch.allclose(base[target][valid], moved[target][valid], rtol=0, atol=1e-6), \
+        f"{attr} did not reach the loss forward"
     others = [i for i, r in enumerate(original) if r is not original[target]]
     for i in others:
         torch.testing.assert_close(base[i], moved[i])
