@@ -95,6 +95,29 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     return trainer
 
 
+def _without_zero3_loading():
+    """A context in which `from_pretrained` loads a whole model on this rank alone.
+
+    Under ZeRO-3 (accelerate registers its DeepSpeed config with transformers) every `from_pretrained` builds
+    the model inside `deepspeed.zero.Init`, which partitions and broadcasts each parameter across all ranks: a
+    load on the main process only (the export check) waits forever for the others. Off ZeRO-3: no-op.
+    """
+    import contextlib
+
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    @contextlib.contextmanager
+    def context():
+        saved = hf_deepspeed._hf_deepspeed_config_weak_ref
+        hf_deepspeed._hf_deepspeed_config_weak_ref = None
+        try:
+            yield
+        finally:
+            hf_deepspeed._hf_deepspeed_config_weak_ref = saved
+
+    return context()
+
+
 def run_train(data_args: DataArguments, config: OmniGRPOConfig, model_args: OmniModelConfig) -> int:
     """Train one stage and export its final model to `OUTPUT_DIR/final` (full Omni when the input was full).
 
@@ -118,7 +141,8 @@ def run_train(data_args: DataArguments, config: OmniGRPOConfig, model_args: Omni
     trainer.save_model(str(thinker_dir))  # collective under DeepSpeed: every rank takes part
     if trainer.accelerator.is_main_process:
         trainer.processing_class.save_pretrained(str(thinker_dir))
-        export_model(thinker_dir, model_args.model_name_or_path, output_dir / FINAL_DIR)
+        with _without_zero3_loading():  # export loads models on this rank alone
+            export_model(thinker_dir, model_args.model_name_or_path, output_dir / FINAL_DIR)
         shutil.rmtree(thinker_dir, ignore_errors=True)
         summary = {k: v for k, v in trainer.state.log_history[-1].items()} if trainer.state.log_history else {}
         (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
