@@ -118,6 +118,16 @@ def _without_zero3_loading():
     return context()
 
 
+def checkpoint_is_final(checkpoint: str, max_steps: int) -> bool:
+    """Whether a checkpoint already holds the run's last step (this run's max_steps, else the saved run's)."""
+    state_file = Path(checkpoint) / "trainer_state.json"
+    if not state_file.is_file():
+        return False
+    state = json.loads(state_file.read_text())
+    last = max_steps if max_steps and max_steps > 0 else state.get("max_steps", 0)
+    return bool(last) and state.get("global_step", 0) >= last
+
+
 def run_train(data_args: DataArguments, config: OmniGRPOConfig, model_args: OmniModelConfig) -> int:
     """Train one stage and export its final model to `OUTPUT_DIR/final` (full Omni when the input was full).
 
@@ -136,7 +146,17 @@ def run_train(data_args: DataArguments, config: OmniGRPOConfig, model_args: Omni
         discard_incomplete(output_dir)
     state.wait_for_everyone()
     trainer = build_trainer(data_args, config, model_args)
-    trainer.train(resume_from_checkpoint=resume)
+    if resume and checkpoint_is_final(resume, config.max_steps):
+        # HF's Trainer resumed at its last step still runs one more step; load the weights and export instead
+        from hs_rl.checkpoints import load_saved_weights
+
+        logger.info("%s is the run's last step: exporting it without training", resume)
+        load_saved_weights(trainer.model, Path(resume))
+        from transformers import TrainerState
+
+        trainer.state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
+    else:
+        trainer.train(resume_from_checkpoint=resume)
     thinker_dir = output_dir / ".final-thinker"
     trainer.save_model(str(thinker_dir))  # collective under DeepSpeed: every rank takes part
     if trainer.accelerator.is_main_process:
