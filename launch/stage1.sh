@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Stage 1 (stage1_video): GRPO on the Qwen2.5-Omni thinker, one node of 8 GPUs by default.
+#   launch/stage1.sh [--option value …]        (options are passed to hs-rl train, e.g. --output_dir X)
+#   ACCELERATE_CONFIG=zero3 launch/stage1.sh    (see launch/common.sh and docs/distributed.md)
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+hs_rl_launch hs_rl.train stages/stage1_video.yaml "$@"
