@@ -1,0 +1,92 @@
+"""DeepSpeed ZeRO-2 and ZeRO-3 on CPU: two processes, the repository's own accelerate configs and DeepSpeed
+JSONs (launch/accelerate/zero{2,3}.yaml with --num_processes 2), the tiny stage for two steps.
+
+What made these work on CPU (see docs/distributed.md, "DeepSpeed on CPU"):
+- DeepSpeed's CPU accelerator (DS_ACCELERATOR=cpu, also auto-detected without CUDA) uses gloo; its
+  shared-memory all-reduce op is JIT-built once (C++ only, cached under ~/.cache/torch_extensions).
+- ZeRO-3 saves: transformers 5.23 records every candidate weight renaming on a model loaded under ZeRO-3, so
+  `save_pretrained` wrote `thinker.model.thinker.audio_tower.…`; hs_rl.trainer keeps only the used ones.
+- The export's rank-0 `from_pretrained` ran inside `zero.Init` (a collective) and hung; hs_rl.train runs it
+  with the ZeRO-3 loading hook off.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT_S = 300  # a run takes ~20-30 s on 2 cores; the first one also JIT-builds DeepSpeed's shm op
+
+
+@pytest.fixture(scope="module")
+def ds_data(sample_data, tmp_path_factory) -> Path:
+    """The sample training records: video, audio and video+audio prompts mixed (ZeRO-3 lock-step matters)."""
+    from hs_rl.convert import convert_file
+    from hs_rl.records import write_records
+
+    records = convert_file(sample_data["train_json"], media_root=sample_data["media_root"])
+    assert {r.modality for r in records} >= {"video", "audio"}
+    path = tmp_path_factory.mktemp("ds_data") / "train.jsonl"
+    write_records(records, path)
+    return path
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _thinker(path: Path):
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    model, info = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(path, output_loading_info=True)
+    return model, info
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(TIMEOUT_S + 120)
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_deepspeed_cpu_two_processes(stage, tiny_model, ds_data, tmp_path):
+    pytest.importorskip("deepspeed")
+    output = tmp_path / "run"
+    command = [sys.executable, "-m", "accelerate.commands.launch",
+               "--config_file", f"launch/accelerate/{stage}.yaml", "--num_processes", "2",
+               "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
+               "-m", "hs_rl.train", "stages/tiny/stage1_video.yaml",
+               "--model_name_or_path", str(tiny_model["full"]), "--dataset", str(ds_data),
+               "--output_dir", str(output), "--max_steps", "2", "--report_to", "none"]
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
+           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    start = time.monotonic()
+    try:
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired as error:
+        tail = (error.stderr or b"")[-3000:]
+        pytest.fail(f"{stage} on CPU did not finish in {TIMEOUT_S} s:\n{tail!r}")
+    elapsed = time.monotonic() - start
+    (tmp_path / "launch.log").write_text(result.stdout + result.stderr)
+    errors = [line for line in result.stderr.splitlines()
+              if any(w in line for w in ("Error", "error:", "what()", "terminate", "Signal", "Abort"))]
+    assert result.returncode == 0, f"{stage} failed after {elapsed:.0f} s:\n" + "\n".join(errors[-40:])
+    print(f"{stage}: 2 processes, 2 steps, {elapsed:.1f} s")
+
+    final = output / "final"
+    assert (final / "hs_rl_export.json").is_file()
+    trained, info = _thinker(final)
+    assert not info["missing_keys"] and not info["unexpected_keys"], info
+    initial, _ = _thinker(tiny_model["full"])
+    before, after = initial.state_dict(), trained.state_dict()
+    assert set(before) == set(after)
+    changed = [k for k in before if not torch.equal(before[k], after[k])]
+    assert any(k.startswith("model.language_model.") for k in changed), "no language-model weight changed"
+    # the recipe freezes both encoders: ZeRO must not have moved them
+    towers = [k for k in changed if k.startswith(("model.visual.", "model.audio_tower."))]
+    assert not towers, towers[:5]
