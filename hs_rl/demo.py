@@ -25,6 +25,8 @@ class DemoArguments:
     pipeline: str = field(default=str(TINY_PIPELINE), metadata={"help": "The tiny pipeline YAML to run."})
     override: list[str] = field(default_factory=list, metadata={
         "help": "Passed to the pipeline: KEY=VALUE or STAGE.KEY=VALUE (e.g. stage1_video.max_steps=2)."})
+    evaluate: bool = field(default=True, metadata={
+        "help": "Answer the sample benchmark with the base model and each stage's model, and score them."})
 
 
 def prepare_inputs(root: Path) -> tuple[Path, dict[str, Path]]:
@@ -34,9 +36,7 @@ def prepare_inputs(root: Path) -> tuple[Path, dict[str, Path]]:
     from hs_rl.sample_data import make_sample_data
     from hs_rl.tiny_model import make_tiny_model
 
-    model = root / "model" / "full"
-    if not (model / "config.json").is_file() or not any(model.glob("*.safetensors")):
-        model = Path(make_tiny_model(root / "model")["full"])
+    model = Path(make_tiny_model(root / "model")["full"])  # reused as is when already complete
     data = make_sample_data(root / "data")
     datasets = {name: root / "data" / f"{name}.jsonl" for name in STAGE_MODALITIES}
     if not all(p.is_file() for p in datasets.values()):
@@ -89,6 +89,22 @@ def format_summary(root: Path, names: list[str]) -> str:
     return "\n".join(lines)
 
 
+def evaluate_models(root: Path, models: dict[str, Path]) -> Path:
+    """The sample benchmark answered by each model (resumable), scored side by side into ROOT/report."""
+    from hs_rl.evaluate import EvalArguments, evaluate
+    from hs_rl.scoring import ScoreArguments, run_score
+
+    data = root / "data"
+    results = []
+    for label, model in models.items():
+        results.append(evaluate(EvalArguments(
+            model=str(model), data=[str(data / "HumanSense_VQA.json"), str(data / "HumanSense_AQA.json")],
+            out=str(root / "eval" / f"{label}.jsonl"), media_root=str(data), label=label, max_new_tokens=24,
+            batch_size=8, video_max_frames=4, video_max_pixels=25088)))
+    run_score(ScoreArguments(results=[str(p) for p in results], out=str(root / "report"), labels=list(models)))
+    return root / "report"
+
+
 def run_demo(args: DemoArguments) -> int:
     """Build what is missing, run the tiny pipeline, then say where everything is and how it went."""
     from hs_rl.pipeline import PipelineArguments, load_pipeline, run_pipeline
@@ -109,4 +125,10 @@ def run_demo(args: DemoArguments) -> int:
     print("models:      " + ", ".join(str(root / n / FINAL_DIR) for n in names))
     if code:
         print("[demo] a stage failed; run the same command again to resume where it stopped")
-    return code
+        return code
+    if args.evaluate:
+        print("\n[demo] answering the sample benchmark with the base model and each stage's model", flush=True)
+        models = {"base": model, **{n: root / n / FINAL_DIR for n in names}}
+        report = evaluate_models(root, models)
+        print(f"benchmark:   {report / 'report.md'} (scores.json, tasks.png); results in {root / 'eval'}")
+    return 0
