@@ -61,6 +61,9 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     output_dir = Path(config.output_dir)
     check_model_dir(model_args.model_name_or_path or "")
     check_generation_cycle(config)
+    if config.use_vllm:
+        raise ValueError("use_vllm: not supported yet — vLLM in TRL's colocate mode takes images only, so video and "
+                         "audio prompts would lose their media (see README, 'vLLM'); generation uses transformers")
     records = load_training_records(data_args, output_dir, state.is_main_process)
     check_model_modalities(model_args.model_name_or_path, {r.modality for r in records})
     reward_counter: dict[str, int] = {}

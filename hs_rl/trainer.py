@@ -11,7 +11,7 @@ Hooks overridden, and why:
   batch (TRL shuffles and splits lists with the tensors) and log completions to JSONL.
 - `_compute_loss`: select the media of the micro-batch TRL is about to score.
 - `_tokenize_prompts`: prompts were tokenized, with media placeholders expanded, in DataLoader workers.
-- `_generate_single_turn`: generate a group's completions from one prefill of their shared prompt.
+- `_generate_single_turn`: prefill each distinct prompt once, then decode all rows of all groups together.
 - `_get_per_token_logps_and_entropies`: the forward pass with each row's media, chunked like TRL's; with
   `shared_prefix` (default) a group's prompt runs once and its KV cache serves the group's completions
   (hs_rl.prefix_sharing).
@@ -110,13 +110,6 @@ class OmniGRPOTrainer(GRPOTrainer):
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
         if self.use_vllm or self.use_transformers_continuous_batching:
             raise NotImplementedError("OmniGRPOTrainer generates with transformers' generate only (no vLLM yet)")
-        groups: list[tuple[PromptMedia, int]] = []
-        for row in self._rows:  # consecutive rows sharing a prompt form a group (TRL's sampler lays them so)
-            if groups and groups[-1][0] is row:
-                groups[-1] = (row, groups[-1][1] + 1)
-            else:
-                groups.append((row, 1))
-        completion_ids: list[list[int]] = []
         with (
             unwrap_model_for_generation(
                 self.model_wrapped, self.accelerator,
@@ -127,12 +120,7 @@ class OmniGRPOTrainer(GRPOTrainer):
             torch.no_grad(),
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
         ):
-            thinker = thinker_of(unwrapped)
-            if len(groups) > 1:  # one decode loop for all groups: each prompt prefilled once, caches batched
-                completion_ids = self._generate_groups(thinker, self._rows)
-            else:
-                for row, count in groups:
-                    completion_ids += self._generate_group(thinker, row, count)
+            completion_ids = self._generate_groups(thinker_of(unwrapped), self._rows)
         return completion_ids, None
 
     def _generate_groups(self, thinker, rows: list[PromptMedia]) -> list[list[int]]:
@@ -168,25 +156,6 @@ class OmniGRPOTrainer(GRPOTrainer):
             thinker.model.rope_deltas = None
         eos = set(self.eos_token_ids)
         return [c[: next((i + 1 for i, t in enumerate(c) if t in eos), len(c))] for c in sequences[:, width:].tolist()]
-
-    def _generate_group(self, thinker, row: PromptMedia, count: int) -> list[list[int]]:
-        """`count` sampled completions of one prompt: prefill it once, copy its cache to `count` rows, decode."""
-        ids = row.input_ids[None]
-        width = ids.shape[1]
-        embeds = embed_rows(thinker, ids, [row], use_cache=self.encoders_frozen, prompt_width=width,
-                            run_all_towers=self.run_all_towers)
-        positions = rope_positions(thinker, torch.ones_like(ids), [row], width)
-        prefill = thinker.model(inputs_embeds=embeds[:, :-1], position_ids=positions[:, :, :-1],
-                                attention_mask=torch.ones_like(ids[:, :-1]), use_cache=True)
-        cache = prefill.past_key_values
-        cache.batch_repeat_interleave(count)
-        thinker.model.rope_deltas = torch.tensor([[prompt_rope(thinker, row)[1]]], device=ids.device)
-        sequences = thinker.generate(input_ids=ids.expand(count, -1), attention_mask=torch.ones_like(ids).expand(
-            count, -1), past_key_values=cache, generation_config=self.generation_config)
-        thinker.model.rope_deltas = None
-        completions = sequences[:, width:].tolist()
-        eos = set(self.eos_token_ids)
-        return [c[: next((i + 1 for i, t in enumerate(c) if t in eos), len(c))] for c in completions]
 
     # ---- forward passes ----------------------------------------------------------------------------------
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,
