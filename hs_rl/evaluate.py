@@ -35,7 +35,7 @@ from hs_rl.dataset import prepare_prompt
 from hs_rl.media import MediaError, VideoSampling
 from hs_rl.omni_inputs import PromptMedia, embed_rows, prompt_rope, rope_positions
 from hs_rl.prompts import DEFAULT_SYSTEM_PROMPT
-from hs_rl.records import Record
+from hs_rl.records import Record, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -181,14 +181,8 @@ def read_done(path: Path) -> dict[str, dict[str, Any]]:
                        path, len(data) - end)
         os.truncate(path, end)
     done: dict[str, dict[str, Any]] = {}
-    for number, line in enumerate(data[:end].decode("utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{path}:{number}: not valid JSON ({err.msg}); fix or remove that line") from err
-        if not isinstance(row, dict) or "id" not in row:
+    for number, row in iter_jsonl(path):  # only complete lines are left
+        if "id" not in row:
             raise ValueError(f"{path}:{number}: not a results line (no 'id')")
         done[str(row["id"])] = row
     return done
