@@ -59,3 +59,45 @@ def test_demo_trains_three_stages_and_resumes(tmp_path, capsys):
     steps = [h["step"] for h in json.loads((tmp_path / "stage3_video_audio" / "log_history.json").read_text())
              if "loss" in h]
     assert steps == [1, 2]
+
+
+def test_demo_report_compares_base_and_stages(tmp_path_factory):
+    """The demo's benchmark report holds one column per model (base, then each stage)."""
+    from hs_rl.demo import evaluate_models, prepare_inputs
+
+    root = tmp_path_factory.mktemp("demo_eval")
+    model, _ = prepare_inputs(root)
+    report = evaluate_models(root, {"base": model, "again": model})
+    scores = json.loads((report / "scores.json").read_text())
+    assert list(scores["models"]) == ["base", "again"]
+    assert scores["models"]["base"]["all"]["total"] == 32
+    assert scores["models"]["base"]["all"] == scores["models"]["again"]["all"]  # greedy: same model, same answers
+    assert (report / "tasks.png").stat().st_size > 0 and "again" in (report / "report.md").read_text()
+
+
+def test_stage_eval_block_adds_a_report_column(tiny_model, sample_data, tmp_path):
+    """A stage naming an eval set is evaluated once done, and its column lands in OUTPUT_DIR/report."""
+    import yaml
+
+    from hs_rl.convert import convert_file
+    from hs_rl.pipeline import PipelineArguments, run_pipeline
+    from hs_rl.records import write_records
+
+    records = [r for r in convert_file(sample_data["train_json"], media_root=sample_data["media_root"])
+               if r.modality == "video"]
+    write_records(records, tmp_path / "video.jsonl")
+    pipeline = {
+        "output_dir": str(tmp_path / "run"), "model_name_or_path": str(tiny_model["full"]),
+        "stages": [{"name": "only_video", "config": str(REPO / "stages" / "tiny" / "stage1_video.yaml"),
+                    "dataset": str(tmp_path / "video.jsonl"),
+                    "eval": {"data": [str(sample_data["vqa_json"])], "media_root": str(sample_data["media_root"]),
+                             "limit": 6, "max_new_tokens": 4, "video_max_frames": 4, "video_max_pixels": 25088}}],
+    }
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(pipeline))
+    assert run_pipeline(PipelineArguments(pipeline=str(tmp_path / "pipeline.yaml"),
+                                          override=["max_steps=1", "save_steps=1"])) == 0
+    results = [json.loads(x) for x in (tmp_path / "run" / "only_video" / "eval" / "results.jsonl").read_text()
+               .splitlines()]
+    assert len(results) == 6 and {r["model"] for r in results} == {"only_video"}
+    scores = json.loads((tmp_path / "run" / "report" / "scores.json").read_text())
+    assert scores["all"]["total"] == 6 and "only_video" in (tmp_path / "run" / "report" / "report.md").read_text()
