@@ -71,6 +71,10 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     if config.reward_weights is not None and len(config.reward_weights) != len(rewards):
         raise ValueError(f"reward_weights has {len(config.reward_weights)} entries for {len(rewards)} rewards")
 
+    if config.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
+        from hs_rl.safe_loading import allow_listed_deepspeed_loading
+
+        allow_listed_deepspeed_loading()
     processor = load_processor(model_args.model_name_or_path)
     model = load_thinker(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
     freeze_encoders(model, vision=config.freeze_vision_encoder, audio=config.freeze_audio_encoder)

@@ -90,3 +90,16 @@ def test_deepspeed_cpu_two_processes(stage, tiny_model, ds_data, tmp_path):
     # the recipe freezes both encoders: ZeRO must not have moved them
     towers = [k for k in changed if k.startswith(("model.visual.", "model.audio_tower."))]
     assert not towers, towers[:5]
+
+    # Resume: one more step from checkpoint-2 through DeepSpeed's engine (ZeRO shards read with weights_only=True).
+    again = list(command)
+    again[again.index("--max_steps") + 1] = "3"
+    again[again.index("--main_process_port") + 1] = str(_free_port())
+    resumed = subprocess.run(again, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    (tmp_path / "resume.log").write_text(resumed.stdout + resumed.stderr)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    import json
+
+    state = json.loads((output / "checkpoint-3" / "trainer_state.json").read_text())
+    steps_logged = (resumed.stdout + resumed.stderr).count("'grad_norm':")
+    assert state["global_step"] == 3 and steps_logged == 1, f"resumed run logged {steps_logged} steps, not 1"
