@@ -158,48 +158,30 @@ def _gcd(a: int, b: int) -> int:
     return a
 
 
-def guard_checkpoints(trainer) -> None:
-    """Make every checkpoint of `trainer` complete-or-ignored: barrier, marker (fsynced, last), then our rotation.
+def mark_complete(trainer, trial) -> None:
+    """After every rank saved `checkpoint-N`: write the marker (fsynced, last), then rotate old checkpoints.
 
-    The Trainer's own rotation runs before anything could mark the new checkpoint; it is switched off here
-    (`save_total_limit` moved onto us) so that a kill between save and marker never leaves zero complete ones.
+    The Trainer's own rotation would run before anything could mark the new checkpoint, so OmniGRPOTrainer
+    moves `save_total_limit` here (`checkpoint_limit`): a kill between save and marker never leaves no
+    complete checkpoint behind.
     """
-    limit = trainer.args.save_total_limit
-    trainer.args.save_total_limit = None
-    original = trainer._save_checkpoint
+    run_dir = Path(trainer._get_output_dir(trial=trial))
+    folder = run_dir / f"checkpoint-{trainer.state.global_step}"
+    trainer.accelerator.wait_for_everyone()  # every rank's shards and RNG files are on disk
+    if trainer.args.should_save:
+        fsync_write(folder / MARKER, json.dumps({
+            "global_step": trainer.state.global_step, "epoch": trainer.state.epoch,
+            "processes": trainer.accelerator.num_processes, "time": time.time(),
+        }) + "\n")
+        rotate(run_dir, trainer.checkpoint_limit, trainer.state.best_model_checkpoint)
+    trainer.accelerator.wait_for_everyone()
 
-    def save_checkpoint(model, trial):
-        original(model, trial)
-        run_dir = Path(trainer._get_output_dir(trial=trial))
-        folder = run_dir / f"checkpoint-{trainer.state.global_step}"
-        trainer.accelerator.wait_for_everyone()  # every rank's shards and RNG files are on disk
-        if trainer.args.should_save:
-            fsync_write(folder / MARKER, json.dumps({
-                "global_step": trainer.state.global_step, "epoch": trainer.state.epoch,
-                "processes": trainer.accelerator.num_processes, "time": time.time(),
-            }) + "\n")
-            rotate(run_dir, limit, trainer.state.best_model_checkpoint)
-        trainer.accelerator.wait_for_everyone()
 
-    trainer._save_checkpoint = save_checkpoint
-    original_load = trainer._load_from_checkpoint
-
-    def load_from_checkpoint(resume_from_checkpoint, model=None):
-        target = model if model is not None else trainer.model
-        folder = Path(resume_from_checkpoint)
-        plain = not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled or hasattr(target, "peft_config"))
-        if plain and any(folder.glob("*.safetensors")):
-            load_saved_weights(target, folder)
-        else:
-            original_load(resume_from_checkpoint, model)
-
-    trainer._load_from_checkpoint = load_from_checkpoint
-    original_sampler = trainer._get_train_sampler
-
-    def train_sampler(*args, **kwargs):
-        return epoch_seeded(original_sampler(*args, **kwargs))
-
-    trainer._get_train_sampler = train_sampler
+def loads_plain_weights(trainer, model, folder: Path) -> bool:
+    """Whether a resume should load `folder`'s safetensors with `load_saved_weights` (not DeepSpeed/FSDP/PEFT)."""
+    target = model if model is not None else trainer.model
+    plain = not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled or hasattr(target, "peft_config"))
+    return plain and any(Path(folder).glob("*.safetensors"))
 
 
 def epoch_seeded(sampler):

@@ -50,7 +50,7 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     """Every object of a stage, checked in order of cost: paths, data, rewards, then weights."""
     from accelerate import PartialState
 
-    from hs_rl.checkpoints import check_generation_cycle, guard_checkpoints
+    from hs_rl.checkpoints import check_generation_cycle
     from hs_rl.dataset import build_train_dataset
     from hs_rl.model import check_model_dir, check_model_modalities, freeze_encoders, load_processor, load_thinker
     from hs_rl.reward_guard import guard_reward
@@ -98,7 +98,6 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
         completions_log=output_dir / "completions.jsonl" if config.completions_log else None,
     )
     trainer.reward_error_counts = reward_counter  # filled by the guarded rewards, logged by the trainer
-    guard_checkpoints(trainer)
     return trainer
 
 

@@ -15,7 +15,9 @@ Hooks overridden, and why:
 - `_get_per_token_logps_and_entropies`: the forward pass with each row's media, chunked like TRL's; with
   `shared_prefix` (default) a group's prompt runs once and its KV cache serves the group's completions
   (hs_rl.prefix_sharing).
-Everything else (advantages, loss types, KL, clipping, PEFT, checkpointing, logging) is TRL's, unchanged.
+- `_save_checkpoint`, `_load_from_checkpoint`, `_get_train_sampler`: completion markers, a resume that really
+  loads the weights, per-epoch data order (see hs_rl.checkpoints for why each is needed).
+Everything else (advantages, loss types, KL, clipping, PEFT, logging) is TRL's, unchanged.
 """
 from __future__ import annotations
 
@@ -32,6 +34,7 @@ from trl import GRPOTrainer
 from trl.trainer import grpo_trainer as _trl_grpo
 from trl.models import unwrap_model_for_generation
 
+from hs_rl.checkpoints import epoch_seeded, load_saved_weights, loads_plain_weights, mark_complete
 from hs_rl.omni_inputs import PromptMedia, embed_rows, prompt_rope, rope_positions, thinker_of
 from hs_rl.prefix_sharing import shared_prefix_logps, unsafe_reason
 
@@ -84,6 +87,22 @@ class OmniGRPOTrainer(GRPOTrainer):
             logger.warning("shared_prefix is off for this run (plain per-row forward instead): %s", reason)
             self.shared_prefix = False
         self.reward_error_counts: dict[str, int] = {}
+        # rotation happens after the completion marker (hs_rl.checkpoints.mark_complete), not in the Trainer
+        self.checkpoint_limit, self.args.save_total_limit = self.args.save_total_limit, None
+
+    # ---- checkpoints (hs_rl.checkpoints) -----------------------------------------------------------------
+    def _save_checkpoint(self, model, trial):
+        super()._save_checkpoint(model, trial)
+        mark_complete(self, trial)
+
+    def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
+        if loads_plain_weights(self, model, resume_from_checkpoint):  # HF's raw load would match no name
+            load_saved_weights(model if model is not None else self.model, Path(resume_from_checkpoint))
+        else:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+    def _get_train_sampler(self, dataset=None):
+        return epoch_seeded(super()._get_train_sampler(dataset))
 
     # ---- batch bookkeeping -------------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
