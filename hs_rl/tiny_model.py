@@ -156,8 +156,9 @@ def full_config(thinker):
 
     text = thinker.text_config
     talker = Qwen2_5OmniTalkerConfig(
-        vocab_size=64, embedding_size=text.hidden_size, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-        num_attention_heads=2, num_key_value_heads=1, head_dim=8,
+        # the codec vocabulary; sized like the text one so the thinker's special ids it carries are in range
+        vocab_size=text.vocab_size, embedding_size=text.hidden_size, hidden_size=16, intermediate_size=32,
+        num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=8,
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 1, 1]},
         audio_token_index=thinker.audio_token_index, image_token_index=thinker.image_token_index,
         video_token_index=thinker.video_token_index, vision_start_token_id=thinker.vision_start_token_id,
@@ -167,7 +168,8 @@ def full_config(thinker):
         tts_text_end_token_id=2, tts_text_pad_token_id=0,
     )
     dit = Qwen2_5OmniDiTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, head_dim=8, emb_dim=8,
-                               num_embeds=64, mel_dim=8, enc_emb_dim=8, enc_dim=8, enc_channels=[8, 8, 8, 8, 24],
+                               num_embeds=text.vocab_size, mel_dim=8, enc_emb_dim=8, enc_dim=8,
+                               enc_channels=[8, 8, 8, 8, 24],
                                enc_attention_channels=8, enc_se_channels=8, look_ahead_layers=[1],
                                look_backward_layers=[0, 1], ff_mult=1)
     bigvgan = Qwen2_5OmniBigVGANConfig(mel_dim=8, upsample_initial_channel=16, resblock_kernel_sizes=[3],

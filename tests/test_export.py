@@ -43,6 +43,17 @@ def test_full_export_loads_and_keeps_talker(tiny_model, tmp_path):
     # the next stage trains from it: hs_rl.model loads a thinker from a full folder
     again = load_thinker(final).state_dict()
     assert all(torch.equal(again[k], trained[k]) for k in trained)
+    # and it can speak: the trained thinker's reply goes through the kept talker and token2wav to a waveform
+    from hs_rl.model import load_processor
+
+    processor = load_processor(final)
+    text = processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": "hello"}]}],
+                                         add_generation_prompt=True, tokenize=False)
+    torch.manual_seed(0)
+    ids, wav = full.eval().generate(**processor(text=[text], return_tensors="pt"), generation_mode="audio",
+                                    speaker="Chelsie", thinker_max_new_tokens=4, talker_max_new_tokens=8,
+                                    talker_eos_token_id=[61])
+    assert wav.ndim == 1 and wav.numel() > 0 and torch.isfinite(wav).all()
 
 
 def test_thinker_only_base_exports_thinker_only(tiny_model, tmp_path):
