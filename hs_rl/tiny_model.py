@@ -33,7 +33,10 @@ CHAT_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 PRESETS = {
     # under 100k parameters: the whole GRPO pipeline runs in seconds on one CPU core
     "tiny": dict(hidden=32, layers=1, heads=2, kv_heads=1, intermediate=48, v_hidden=16, v_depth=1, v_heads=2,
-                 v_intermediate=24, a_hidden=16, a_layers=1, a_heads=2, a_ffn=24, vocab=640),
+                 v_intermediate=24, a_hidden=16, a_layers=1, a_heads=2, a_ffn=24, vocab=640,
+                 # at the usual 0.02 a model this small outputs a near-uniform distribution whatever its input, so
+                 # every prompt samples the same text; 0.3 makes its output depend on the prompt and its media
+                 init=0.3),
     # ~30M parameters; the 7B model's ratios (vision ~ 675M : audio ~ 640M : LM ~ 7B) scaled down
     "small": dict(hidden=512, layers=6, heads=8, kv_heads=2, intermediate=1536, v_hidden=256, v_depth=4, v_heads=4,
                   v_intermediate=512, a_hidden=256, a_layers=4, a_heads=4, a_ffn=1024, vocab=2048),
@@ -115,6 +118,7 @@ def thinker_config(tokenizer, preset: str):
         Qwen2_5OmniVisionEncoderConfig)
 
     p = PRESETS[preset]
+    init = p.get("init", 0.02)
     ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in SPECIAL_TOKENS.items()}
     head_dim = p["hidden"] // p["heads"]
     half = head_dim // 2
@@ -124,21 +128,23 @@ def thinker_config(tokenizer, preset: str):
         num_hidden_layers=p["layers"], num_attention_heads=p["heads"], num_key_value_heads=p["kv_heads"],
         max_position_embeddings=32768, tie_word_embeddings=False,
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, initializer_range=init,
     )
     vision = Qwen2_5OmniVisionEncoderConfig(
         depth=p["v_depth"], hidden_size=p["v_hidden"], intermediate_size=p["v_intermediate"], num_heads=p["v_heads"],
         out_hidden_size=p["hidden"], fullatt_block_indexes=[p["v_depth"] - 1], window_size=112,
+        initializer_range=init,
     )
     audio = Qwen2_5OmniAudioEncoderConfig(
         num_mel_bins=128, encoder_layers=p["a_layers"], encoder_attention_heads=p["a_heads"],
-        encoder_ffn_dim=p["a_ffn"], d_model=p["a_hidden"], output_dim=p["hidden"],
+        encoder_ffn_dim=p["a_ffn"], d_model=p["a_hidden"], output_dim=p["hidden"], initializer_range=init,
     )
     config = Qwen2_5OmniThinkerConfig(
         audio_config=audio, vision_config=vision, text_config=text,
         audio_token_index=ids["audio_token"], image_token_index=ids["image_token"],
         video_token_index=ids["video_token"], audio_start_token_id=ids["audio_bos_token"],
         audio_end_token_id=ids["audio_eos_token"], user_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
+        initializer_range=init,
     )
     # get_rope_index reads these off the thinker config; the released config carries them.
     config.vision_start_token_id = ids["vision_bos_token"]

@@ -158,11 +158,20 @@ def test_trl_options_work_unchanged(tiny_model, records, tmp_path):
 
 
 def test_mask_truncated_completions_masks_the_loss(tiny_model, records, tmp_path):
-    """Every tiny-model completion hits max_completion_length; TRL's masking must then zero the loss and grads."""
+    """TRL's masking of completions cut at max_completion_length reaches the loss mask of every row."""
     trainer = build_trainer(*stage_args(tiny_model["full"], interleaved(records, count=6), tmp_path,
                                         mask_truncated_completions=True, per_device_train_batch_size=6,
                                         num_generations=3))
-    trainer.train()
-    logged = next(h for h in trainer.state.log_history if "loss" in h)
-    assert logged["completions/clipped_ratio"] == 1.0
-    assert logged["loss"] == 0.0 and logged["grad_norm"] == 0.0
+    trainer.model.train()
+    trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    eos = set(trainer.eos_token_ids)
+    truncated = 0
+    for micro in trainer._buffered_inputs:
+        for ids, mask in zip(micro["completion_ids"], micro["completion_mask"]):
+            ended = any(int(t) in eos for t in ids)
+            if ended:
+                assert mask.sum() > 0, "a completion that ended with EOS was masked"
+            else:
+                truncated += 1
+                assert mask.sum() == 0, "a truncated completion still counts in the loss"
+    assert truncated, "no completion hit max_completion_length: the check above never ran"
