@@ -22,7 +22,8 @@ SCORING_NOTE = (
     "as WRONG and numbers are read whole (\"10\" is ten). The released HumanSense scorer skipped empty "
     "answers (they left the denominator, so its accuracy reads higher) and read only the first character "
     "of a numeric answer; figures here are therefore not directly comparable where answers are empty or "
-    "numbers exceed 9. Multi-choice: a correct strict subset earns 0.5, so `correct` may be fractional."
+    "numbers exceed 9. It also left Abnormal_Recognition out; it is scored here. Multi-choice: a correct "
+    "strict subset earns 0.5, so `correct` may be fractional."
 )
 
 # Fields of an upstream question dict that are data, not a model's answer.
