@@ -27,6 +27,7 @@ SPECIAL_TOKENS = {
     "audio_eos_token": "<|audio_eos|>",
 }
 CHAT_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+MARKER = "hs_rl_tiny_model.json"  # written last: the folder is complete (and says what built it)
 
 # name -> (text hidden, text layers, heads, kv heads, intermediate, vision hidden, vision depth, audio d_model,
 #          audio layers, vocab size)
@@ -191,7 +192,7 @@ def make_tiny_model(output_dir: str | Path, preset: str = "tiny", seed: int = 0)
 
     output_dir = Path(output_dir)
     paths = {"root": output_dir, "full": output_dir, "thinker": output_dir / "thinker"}
-    if (output_dir / "DONE").exists():
+    if (output_dir / MARKER).exists():
         return paths
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(PRESETS[preset]["vocab"])
@@ -207,7 +208,7 @@ def make_tiny_model(output_dir: str | Path, preset: str = "tiny", seed: int = 0)
     thinker.load_state_dict(full.thinker.state_dict())
     thinker.save_pretrained(paths["thinker"])
     processor.save_pretrained(paths["thinker"])
-    (output_dir / "DONE").write_text(json.dumps({"preset": preset, "seed": seed}))
+    (output_dir / MARKER).write_text(json.dumps({"preset": preset, "seed": seed}))
     return paths
 
 
