@@ -1,6 +1,6 @@
-"""Training prompts as a torch Dataset whose items are ready for the thinker (decoded and processed).
+"""Training prompts as a `datasets.Dataset` whose items are ready for the thinker (decoded and processed).
 
-`__getitem__` runs in DataLoader workers (`dataloader_num_workers`), so decoding (decord, PyAV) and the
+Its on-access transform runs in DataLoader workers (`dataloader_num_workers`), so decoding (decord, PyAV) and the
 processor's work happen ahead of the step, off the training process. A prompt is repeated G times by TRL's
 sampler; a small per-worker cache returns the same `PromptMedia` object for the repeats, so a group's media
 is decoded once and, after pickling, shared by its G rows instead of copied.
@@ -16,7 +16,7 @@ import logging
 from collections import OrderedDict
 from typing import Any
 
-import torch
+import datasets
 
 from hs_rl.config import DataArguments
 from hs_rl.media import MediaError, load_audio, load_video
@@ -128,9 +128,8 @@ class PromptBuilder:
         }
 
 
-def build_train_dataset(records: list[Record], processor, data_args: DataArguments) -> "datasets.Dataset":
+def build_train_dataset(records: list[Record], processor, data_args: DataArguments) -> datasets.Dataset:
     """A `datasets.Dataset` (what TRL requires) of record indices whose rows are built on access."""
-    import datasets
 
     if not records:
         raise ValueError("the training set is empty")

@@ -33,7 +33,8 @@ from hs_rl.config import DataArguments
 from hs_rl.convert import ConvertError, convert_humansense, load_routing, read_humansense
 from hs_rl.dataset import prepare_prompt
 from hs_rl.media import MediaError, VideoSampling
-from hs_rl.omni_inputs import PromptMedia, embed_rows, prompt_rope, rope_positions
+from hs_rl.generation import generate_rows
+from hs_rl.omni_inputs import PromptMedia
 from hs_rl.prompts import DEFAULT_SYSTEM_PROMPT
 from hs_rl.records import Record, iter_jsonl
 
@@ -252,46 +253,12 @@ def generation_config(thinker, processor, args: EvalArguments):
 
 
 @torch.no_grad()
-def prefill_batch(thinker, rows: list[PromptMedia], pad_id: int) -> tuple[torch.Tensor, torch.Tensor, Any]:
-    """Left-pad the prompts, run all but their last column with our embeddings/rope, set per-row rope deltas.
-
-    Returns (input_ids, attention_mask, cache) ready for `thinker.generate(..., past_key_values=cache)`.
-    """
-    device = thinker.get_input_embeddings().weight.device
-    rows = [row.to(device) for row in rows]
-    width = max(row.input_ids.numel() for row in rows)
-    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
-    mask = torch.zeros_like(input_ids)
-    for b, row in enumerate(rows):
-        n = row.input_ids.numel()
-        input_ids[b, width - n:] = row.input_ids
-        mask[b, width - n:] = 1
-    embeds = embed_rows(thinker, input_ids, rows, use_cache=True, prompt_width=width)
-    positions = rope_positions(thinker, mask, rows, width)
-    prefill = thinker.model(inputs_embeds=embeds[:, :-1], position_ids=positions[:, :, :-1],
-                            attention_mask=mask[:, :-1], use_cache=True)
-    # Decode positions are mask.cumsum()-1 + rope_deltas: the cumsum skips left padding, so no pad correction.
-    thinker.model.rope_deltas = torch.tensor([[prompt_rope(thinker, row)[1]] for row in rows], device=device)
-    return input_ids, mask, prefill.past_key_values
-
-
 @torch.no_grad()
 def generate_batch(thinker, rows: list[PromptMedia], gen_config) -> list[torch.Tensor]:
-    """New tokens (up to the first stop token) for each prompt of a mixed-modality batch."""
-    input_ids, mask, cache = prefill_batch(thinker, rows, gen_config.pad_token_id)
-    try:
-        out = thinker.generate(input_ids=input_ids, attention_mask=mask, past_key_values=cache,
-                               generation_config=gen_config)
-    finally:
-        thinker.model.rope_deltas = None  # never leak this batch's deltas into a later forward
-    width = input_ids.shape[1]
+    """New tokens (up to, not including, the first stop token) for each prompt of a mixed-modality batch."""
     stops = set(gen_config.eos_token_id)
-    results = []
-    for seq in out[:, width:].cpu():
-        tokens = seq.tolist()
-        cut = next((i for i, t in enumerate(tokens) if t in stops), len(tokens))
-        results.append(seq[:cut])
-    return results
+    return [torch.tensor(tokens[:-1] if tokens and tokens[-1] in stops else tokens, dtype=torch.long)
+            for tokens in generate_rows(thinker, rows, gen_config, stops)]
 
 
 def _prefetch(questions: list[Question], work, workers: int, ahead: int) -> Iterator[tuple[Question, Future]]:

@@ -69,6 +69,19 @@ def thinker_of(model: torch.nn.Module) -> torch.nn.Module:
             return model
 
 
+def prompt_groups(rows: list[PromptMedia]) -> tuple[list[int], list[int]]:
+    """(first row index of each group, group index of each row); rows sharing one `PromptMedia` are a group."""
+    first: list[int] = []
+    where: dict[int, int] = {}
+    group_of_row = []
+    for i, row in enumerate(rows):
+        if id(row) not in where:
+            where[id(row)] = len(first)
+            first.append(i)
+        group_of_row.append(where[id(row)])
+    return first, group_of_row
+
+
 def encode_media(thinker, rows: list[PromptMedia], *, use_cache: bool,
                  run_all_towers: bool) -> tuple[list[dict], torch.Tensor | None]:
     """Video and audio encoder outputs of each distinct row, as {"video": (n, H), "audio": (m, H)}.

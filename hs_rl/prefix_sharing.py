@@ -35,22 +35,9 @@ from typing import Any
 
 import torch
 
-from hs_rl.omni_inputs import PromptMedia, embed_rows, rope_positions
+from hs_rl.omni_inputs import PromptMedia, embed_rows, prompt_groups, rope_positions
 
 logger = logging.getLogger(__name__)
-
-
-def prompt_groups(rows: list[PromptMedia]) -> tuple[list[int], list[int]]:
-    """(first row index of each group, group index of each row); rows sharing one `PromptMedia` are a group."""
-    first: list[int] = []
-    where: dict[int, int] = {}
-    group_of_row = []
-    for i, row in enumerate(rows):
-        if id(row) not in where:
-            where[id(row)] = len(first)
-            first.append(i)
-        group_of_row.append(where[id(row)])
-    return first, group_of_row
 
 
 def unsafe_reason(trainer: Any) -> str | None:

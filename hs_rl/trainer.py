@@ -35,7 +35,8 @@ from trl.trainer import grpo_trainer as _trl_grpo
 from trl.models import unwrap_model_for_generation
 
 from hs_rl.checkpoints import epoch_seeded, load_saved_weights, loads_plain_weights, mark_complete
-from hs_rl.omni_inputs import PromptMedia, embed_rows, prompt_rope, rope_positions, thinker_of
+from hs_rl.generation import generate_rows
+from hs_rl.omni_inputs import PromptMedia, embed_rows, rope_positions, thinker_of
 from hs_rl.prefix_sharing import shared_prefix_logps, unsafe_reason
 
 logger = logging.getLogger(__name__)
@@ -139,42 +140,10 @@ class OmniGRPOTrainer(GRPOTrainer):
             torch.no_grad(),
             self._dist.summon_full_params(self.model_wrapped, recurse=False),
         ):
-            completion_ids = self._generate_groups(thinker_of(unwrapped), self._rows)
+            completion_ids = generate_rows(thinker_of(unwrapped), self._rows, self.generation_config,
+                                           self.eos_token_ids, encoders_frozen=self.encoders_frozen,
+                                           run_all_towers=self.run_all_towers)
         return completion_ids, None
-
-    def _generate_groups(self, thinker, rows: list[PromptMedia]) -> list[list[int]]:
-        """One completion per row: every distinct prompt prefilled once (batched, left-padded), its cache
-        indexed out to its rows, then ONE `generate` decodes all rows together (fewer decode steps than one
-        loop per group)."""
-        from hs_rl.prefix_sharing import prompt_groups
-
-        first, group_of_row = prompt_groups(rows)
-        device = rows[0].input_ids.device
-        width = max(r.input_ids.numel() for r in rows)
-        pad = self.generation_config.pad_token_id or 0
-        ids = torch.full((len(rows), width), pad, dtype=torch.long, device=device)
-        mask = torch.zeros_like(ids)
-        for i, row in enumerate(rows):
-            ids[i, width - row.input_ids.numel():] = row.input_ids
-            mask[i, width - row.input_ids.numel():] = 1
-        first_t, index = torch.tensor(first, device=device), torch.tensor(group_of_row, device=device)
-        group_rows = [rows[i] for i in first]
-        embeds = embed_rows(thinker, ids[first_t], group_rows, use_cache=self.encoders_frozen, prompt_width=width,
-                            run_all_towers=self.run_all_towers)
-        positions = rope_positions(thinker, mask[first_t], group_rows, width)
-        prefill = thinker.model(inputs_embeds=embeds[:, :-1], position_ids=positions[:, :, :-1],
-                                attention_mask=mask[first_t, :-1], use_cache=True)
-        cache = prefill.past_key_values
-        cache.batch_select_indices(index)
-        # while decoding, transformers positions a token at (real tokens before it) + rope_deltas[row]
-        thinker.model.rope_deltas = torch.tensor([[prompt_rope(thinker, r)[1]] for r in rows], device=device)
-        try:
-            sequences = thinker.generate(input_ids=ids, attention_mask=mask, past_key_values=cache,
-                                         generation_config=self.generation_config)
-        finally:
-            thinker.model.rope_deltas = None
-        eos = set(self.eos_token_ids)
-        return [c[: next((i + 1 for i, t in enumerate(c) if t in eos), len(c))] for c in sequences[:, width:].tolist()]
 
     # ---- forward passes ----------------------------------------------------------------------------------
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,

@@ -10,7 +10,8 @@ import torch
 
 from hs_rl.cli import main
 from hs_rl.evaluate import (EvalArguments, benchmark_fps, data_arguments, evaluate, generation_config,
-                            load_questions, prefill_batch, prepare, read_done)
+                            load_questions, prepare, read_done)
+from hs_rl.generation import prefill_rows
 from hs_rl.scoring import ScoreArguments, load_results, run_score, score_items
 
 FIELDS = {"id", "task_type", "question_type", "modality", "question", "options", "answer", "prediction",
@@ -145,7 +146,7 @@ def test_left_padded_logits_match_single_prompts(tiny_model, sample_data, tmp_pa
                               return_dict_in_generate=True)
 
     def step_logits(batch):
-        ids, mask, cache = prefill_batch(thinker, batch, pad)
+        ids, mask, cache = prefill_rows(thinker, batch, pad)
         result = thinker.generate(input_ids=ids, attention_mask=mask, past_key_values=cache, generation_config=config)
         return torch.stack(result.logits, 1), result.sequences[:, ids.shape[1]:]
 

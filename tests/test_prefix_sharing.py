@@ -119,6 +119,7 @@ def test_batched_group_generation_matches_per_prompt_generate(buffered):
     media, token for token and in the next-token logits of every step."""
     import copy
 
+    from hs_rl.generation import generate_rows
     from hs_rl.omni_inputs import thinker_of
 
     trainer = buffered
@@ -126,15 +127,13 @@ def test_batched_group_generation_matches_per_prompt_generate(buffered):
     rows = [r for m in trainer._buffered_inputs for r in m["media"]]
     distinct = list({id(r): r for r in rows}.values())[:3]
     batch = [distinct[0], distinct[1], distinct[0], distinct[2], distinct[1]]  # interleaved groups, one of size 1
-    config = trainer.generation_config
-    greedy = copy.deepcopy(config)
+    greedy = copy.deepcopy(trainer.generation_config)
     greedy.do_sample, greedy.max_new_tokens, greedy.eos_token_id = False, 5, None
-    trainer.generation_config = greedy
     logits: list[torch.Tensor] = []
     hook = thinker.lm_head.register_forward_hook(lambda m, i, out: logits.append(out[:, -1].detach().clone()))
     try:
         with torch.no_grad():
-            ours = trainer._generate_groups(thinker, batch)
+            ours = generate_rows(thinker, batch, greedy, trainer.eos_token_ids)
             ours_logits = torch.stack(logits, 1)  # (rows, steps, V)
             for b, (row, completion) in enumerate(zip(batch, ours)):
                 kwargs = {k: getattr(row, k) for k in ("pixel_values_videos", "video_grid_thw", "video_second_per_grid",
@@ -149,4 +148,3 @@ def test_batched_group_generation_matches_per_prompt_generate(buffered):
                 torch.testing.assert_close(ours_logits[b], torch.cat(logits), atol=1e-4, rtol=1e-4)
     finally:
         hook.remove()
-        trainer.generation_config = config

@@ -1,0 +1,60 @@
+"""Sampling or greedy decoding from a batch of `PromptMedia` rows, mixed modalities and repeated prompts alike.
+
+Used by GRPO rollouts (G rows per prompt) and by benchmark evaluation (one row per question): each distinct
+prompt is prefilled once with our per-row embeddings and 3-D rope positions, its KV cache is indexed out to
+its rows, and one transformers `generate` call decodes every row together.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import torch
+
+from hs_rl.omni_inputs import PromptMedia, embed_rows, prompt_groups, prompt_rope, rope_positions
+
+
+def prefill_rows(thinker, rows: list[PromptMedia], pad_id: int, *, encoders_frozen: bool = True,
+                 run_all_towers: bool = False) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """Left-pad the rows' prompts, run all but their last column once per distinct prompt, set rope deltas.
+
+    Returns (input_ids, attention_mask, cache) ready for `thinker.generate(..., past_key_values=cache)`; the
+    caller resets `thinker.model.rope_deltas` to None afterwards.
+    """
+    device = thinker.get_input_embeddings().weight.device
+    rows = [row.to(device) for row in rows]
+    first, group_of_row = prompt_groups(rows)
+    width = max(row.input_ids.numel() for row in rows)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros_like(input_ids)
+    for b, row in enumerate(rows):
+        input_ids[b, width - row.input_ids.numel():] = row.input_ids
+        mask[b, width - row.input_ids.numel():] = 1
+    firsts = torch.tensor(first, device=device)
+    group_rows = [rows[i] for i in first]
+    embeds = embed_rows(thinker, input_ids[firsts], group_rows, use_cache=encoders_frozen, prompt_width=width,
+                        run_all_towers=run_all_towers)
+    positions = rope_positions(thinker, mask[firsts], group_rows, width)
+    prefill = thinker.model(inputs_embeds=embeds[:, :-1], position_ids=positions[:, :, :-1],
+                            attention_mask=mask[firsts, :-1], use_cache=True)
+    cache = prefill.past_key_values
+    if len(first) != len(rows):
+        cache.batch_select_indices(torch.tensor(group_of_row, device=device))
+    # Decode positions are mask.cumsum()-1 + rope_deltas: the cumsum skips left padding, so no pad correction.
+    thinker.model.rope_deltas = torch.tensor([[prompt_rope(thinker, row)[1]] for row in rows], device=device)
+    return input_ids, mask, cache
+
+
+@torch.no_grad()
+def generate_rows(thinker, rows: list[PromptMedia], generation_config, stop_ids: Iterable[int], *,
+                  encoders_frozen: bool = True, run_all_towers: bool = False) -> list[list[int]]:
+    """Each row's new tokens, up to and including its first stop token (all of them if none came)."""
+    input_ids, mask, cache = prefill_rows(thinker, rows, generation_config.pad_token_id or 0,
+                                          encoders_frozen=encoders_frozen, run_all_towers=run_all_towers)
+    try:
+        sequences = thinker.generate(input_ids=input_ids, attention_mask=mask, past_key_values=cache,
+                                     generation_config=generation_config)
+    finally:
+        thinker.model.rope_deltas = None  # never leak this batch's deltas into a later forward
+    stops = set(stop_ids)
+    return [tokens[: next((i + 1 for i, t in enumerate(tokens) if t in stops), len(tokens))]
+            for tokens in sequences[:, input_ids.shape[1]:].tolist()]
