@@ -6,7 +6,7 @@
 Modes (each runs in its own subprocess, so its peak RSS is its own; same weights, same records, same order):
 
 - `upstream` — the layout of the original R1-Omni / HumanOmni GRPO code (baseline, not product code):
-  media decoded and processed in the step on the training process (`hs_rl.dataset.prepare_prompt`); for each
+  media decoded and processed in the step on the training process (`hs_rl.data.dataset.prepare_prompt`); for each
   prompt, G sequential `generate` calls each given the raw media (the encoders and the prompt prefill run G
   times); reference and policy log-probs per prompt over its G rows with the media repeated G times (encoders
   re-run in each pass) and full-vocabulary logits + log_softmax.
@@ -55,10 +55,10 @@ MODES = ("upstream", "trl", "ours")
 
 def prepare(workdir: Path, preset: str, prompts_needed: int):
     """Model folder and a JSONL of `prompts_needed` video_audio records (the longest prompts of the sample data)."""
-    from hs_rl.convert import convert_file
-    from hs_rl.records import write_records
-    from hs_rl.sample_data import make_sample_data
-    from hs_rl.tiny_model import make_tiny_model
+    from hs_rl.data.convert import convert_file
+    from hs_rl.data.records import write_records
+    from hs_rl.tools.sample_data import make_sample_data
+    from hs_rl.tools.tiny_model import make_tiny_model
 
     model = make_tiny_model(workdir / f"model-{preset}", preset=preset)
     data = make_sample_data(workdir / "data")
@@ -71,7 +71,7 @@ def prepare(workdir: Path, preset: str, prompts_needed: int):
 
 
 def make_trainer(model_dir: Path, data_file: Path, out: Path, args, workers: int):
-    from hs_rl.config import DataArguments, OmniGRPOConfig, OmniModelConfig
+    from hs_rl.grpo.config import DataArguments, OmniGRPOConfig, OmniModelConfig
     from hs_rl.train import build_trainer
 
     data = DataArguments(dataset=str(data_file), video_max_frames=args.frames, video_max_pixels=25088,
@@ -87,7 +87,7 @@ def make_trainer(model_dir: Path, data_file: Path, out: Path, args, workers: int
     trainer = build_trainer(data, config, model)
     # A random model samples media placeholder/boundary ids; a plain HF forward would then count them as media slots.
     # Suppressed in every mode alike, so the baselines' forwards stay valid and all modes sample the same way.
-    from hs_rl.tiny_model import SPECIAL_TOKENS
+    from hs_rl.tools.tiny_model import SPECIAL_TOKENS
 
     tokenizer = trainer.processing_class.tokenizer
     trainer.generation_config.suppress_tokens = [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS.values()]
@@ -230,8 +230,8 @@ def _fused_logps(model, ids, mask, media, width):
 
 def run_baseline(trainer, records, args, mode: str) -> tuple[list[dict], dict]:
     import torch
-    from hs_rl.dataset import prepare_prompt
-    from hs_rl.omni_inputs import thinker_of
+    from hs_rl.data.dataset import prepare_prompt
+    from hs_rl.grpo.omni_inputs import thinker_of
 
     policy = thinker_of(trainer.model)
     ref = trainer.ref_model
@@ -332,7 +332,7 @@ def child(args) -> None:
     model_dir, data_file, records = prepare(workdir, args.preset, args.prompts * (args.steps + 1))
     out = workdir / f"out-{args.preset}-{args.mode}"
     trainer = make_trainer(model_dir, data_file, out, args, workers=1 if args.mode == "ours" else 0)
-    from hs_rl.config import DataArguments
+    from hs_rl.grpo.config import DataArguments
 
     trainer._bench_data_args = DataArguments(dataset=str(data_file), video_max_frames=args.frames,
                                              video_max_pixels=25088, video_min_pixels=3136)

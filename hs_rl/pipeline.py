@@ -23,8 +23,8 @@ from typing import Any
 
 import yaml
 
-from hs_rl.checkpoints import fsync_write
-from hs_rl.export import FINAL_DIR, is_exported
+from hs_rl.grpo.checkpoints import fsync_write
+from hs_rl.grpo.export import FINAL_DIR, is_exported
 
 logger = logging.getLogger(__name__)
 
@@ -171,9 +171,9 @@ def run_stage_eval(stage: StageSpec, stage_dir: Path, root: Path, evaluated: lis
     if not stage.eval:
         return
     try:
-        from hs_rl.evaluate import EvalArguments, evaluate
+        from hs_rl.eval.evaluate import EvalArguments, evaluate
     except ImportError:  # evaluation is optional; training results stand on their own
-        logger.warning("stage %s names an eval set but hs_rl.evaluate is not available", stage.name)
+        logger.warning("stage %s names an eval set but hs_rl.eval.evaluate is not available", stage.name)
         return
     options = dict(stage.eval)
     options.setdefault("out", str(stage_dir / "eval" / "results.jsonl"))
@@ -182,7 +182,7 @@ def run_stage_eval(stage: StageSpec, stage_dir: Path, root: Path, evaluated: lis
     options["data"] = [data] if isinstance(data, str) else list(data or [])
     out = evaluate(EvalArguments(model=str(stage_dir / FINAL_DIR), **options))
     evaluated.append((stage.name, Path(out)))
-    from hs_rl.scoring import ScoreArguments, run_score
+    from hs_rl.eval.scoring import ScoreArguments, run_score
 
     run_score(ScoreArguments(results=[str(p) for _, p in evaluated], out=str(root / "report"),
                              labels=[name for name, _ in evaluated]))

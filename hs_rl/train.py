@@ -13,7 +13,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from hs_rl.config import DataArguments, OmniGRPOConfig, OmniModelConfig
+from hs_rl.grpo.config import DataArguments, OmniGRPOConfig, OmniModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -22,7 +22,7 @@ __all__ = ["DataArguments", "OmniGRPOConfig", "OmniModelConfig", "run_train", "m
 
 def load_training_records(data_args: DataArguments, output_dir: Path, is_main: bool):
     """Validated records of the stage's dataset; invalid ones stop the run unless `skip_invalid`."""
-    from hs_rl.validation import filter_valid, validate_file, write_dropped
+    from hs_rl.data.validation import filter_valid, validate_file, write_dropped
 
     if not data_args.dataset:
         raise ValueError("no dataset: set `dataset:` in the stage YAML or pass --dataset FILE.jsonl")
@@ -30,7 +30,7 @@ def load_training_records(data_args: DataArguments, output_dir: Path, is_main: b
         raise FileNotFoundError(f"dataset {data_args.dataset!r} does not exist")
     report = validate_file(data_args.dataset, use_cache=True) if data_args.validate_data else None
     if report is None:
-        from hs_rl.records import load_records
+        from hs_rl.data.records import load_records
 
         return load_records(data_args.dataset)
     if report.ok:
@@ -50,12 +50,12 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     """Every object of a stage, checked in order of cost: paths, data, rewards, then weights."""
     from accelerate import PartialState
 
-    from hs_rl.checkpoints import check_generation_cycle
-    from hs_rl.dataset import build_train_dataset
-    from hs_rl.model import check_model_dir, check_model_modalities, freeze_encoders, load_processor, load_thinker
+    from hs_rl.grpo.checkpoints import check_generation_cycle
+    from hs_rl.data.dataset import build_train_dataset
+    from hs_rl.grpo.model import check_model_dir, check_model_modalities, freeze_encoders, load_processor, load_thinker
     from hs_rl.reward_guard import guard_reward
     from hs_rl.rewards import get_rewards
-    from hs_rl.trainer import OmniGRPOTrainer
+    from hs_rl.grpo.trainer import OmniGRPOTrainer
 
     state = PartialState()
     output_dir = Path(config.output_dir)
@@ -72,7 +72,7 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
         raise ValueError(f"reward_weights has {len(config.reward_weights)} entries for {len(rewards)} rewards")
 
     if config.deepspeed or os.environ.get("ACCELERATE_USE_DEEPSPEED", "").lower() == "true":
-        from hs_rl.safe_loading import allow_listed_deepspeed_loading
+        from hs_rl.grpo.safe_loading import allow_listed_deepspeed_loading
 
         allow_listed_deepspeed_loading()
     processor = load_processor(model_args.model_name_or_path)
@@ -137,12 +137,12 @@ def checkpoint_is_final(checkpoint: str, max_steps: int) -> bool:
 def run_train(data_args: DataArguments, config: OmniGRPOConfig, model_args: OmniModelConfig) -> int:
     """Train one stage and export its final model to `OUTPUT_DIR/final` (full Omni when the input was full).
 
-    `resume_from_checkpoint: auto` resumes from the newest complete checkpoint (see hs_rl.checkpoints).
+    `resume_from_checkpoint: auto` resumes from the newest complete checkpoint (see hs_rl.grpo.checkpoints).
     """
     from accelerate import PartialState
 
-    from hs_rl.checkpoints import discard_incomplete, resolve_resume
-    from hs_rl.export import FINAL_DIR, export_model
+    from hs_rl.grpo.checkpoints import discard_incomplete, resolve_resume
+    from hs_rl.grpo.export import FINAL_DIR, export_model
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     output_dir = Path(config.output_dir)
@@ -154,7 +154,7 @@ def run_train(data_args: DataArguments, config: OmniGRPOConfig, model_args: Omni
     trainer = build_trainer(data_args, config, model_args)
     if resume and checkpoint_is_final(resume, config.max_steps):
         # HF's Trainer resumed at its last step still runs one more step; load the weights and export instead
-        from hs_rl.checkpoints import load_saved_weights
+        from hs_rl.grpo.checkpoints import load_saved_weights
 
         logger.info("%s is the run's last step: exporting it without training", resume)
         load_saved_weights(trainer.model, Path(resume))

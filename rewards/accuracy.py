@@ -1,4 +1,4 @@
-"""Accuracy reward: the benchmark's own scoring (hs_rl.answers), so training optimises what is reported.
+"""Accuracy reward: the benchmark's own scoring (hs_rl.data.answers), so training optimises what is reported.
 
 Rows whose question_type is missing or unknown, or whose answer key is missing, get None ("not
 applicable"): TRL then leaves this reward out of that row's sum instead of treating it as wrong.
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hs_rl.answers import QUESTION_TYPES, score_answer
+from hs_rl.data.answers import QUESTION_TYPES, score_answer
 from rewards.common import column, completion_text
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hs_rl.answers import extract_answer, is_well_formed
+from hs_rl.data.answers import extract_answer, is_well_formed
 from rewards.common import column, completion_text
 
 _SHAPE = re.compile(r"^\s*<think>(.*?)</think>\s*<answer>(.*?)</answer>\s*$", re.DOTALL)

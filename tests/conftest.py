@@ -12,15 +12,15 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 @pytest.fixture(scope="session")
 def sample_data(tmp_path_factory) -> dict[str, Path]:
-    """Paths written by `hs_rl.sample_data.make_sample_data` (see its docstring for the keys)."""
-    from hs_rl.sample_data import make_sample_data
+    """Paths written by `hs_rl.tools.sample_data.make_sample_data` (see its docstring for the keys)."""
+    from hs_rl.tools.sample_data import make_sample_data
 
     return make_sample_data(tmp_path_factory.mktemp("sample_data"))
 
 
 @pytest.fixture(scope="session")
 def tiny_model(tmp_path_factory) -> dict[str, Path]:
-    """Paths written by `hs_rl.tiny_model.make_tiny_model`: keys `full` (full Omni) and `thinker`."""
-    from hs_rl.tiny_model import make_tiny_model
+    """Paths written by `hs_rl.tools.tiny_model.make_tiny_model`: keys `full` (full Omni) and `thinker`."""
+    from hs_rl.tools.tiny_model import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny_model"))

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from hs_rl.convert import (ConvertArguments, ConvertError, convert_file, convert_humansense, default_routing,
+from hs_rl.data.convert import (ConvertArguments, ConvertError, convert_file, convert_humansense, default_routing,
                            load_routing, normalize_answer, run_convert)
-from hs_rl.records import load_records, write_records
+from hs_rl.data.records import load_records, write_records
 
 SINGLE = "Multiple-choice question (select one answer choice)"
 MULTI = "Multiple-choice question (select one or more answer choices)"

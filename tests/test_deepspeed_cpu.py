@@ -5,7 +5,7 @@ What made these work on CPU (see docs/distributed.md, "DeepSpeed on CPU"):
 - DeepSpeed's CPU accelerator (DS_ACCELERATOR=cpu, also auto-detected without CUDA) uses gloo; its
   shared-memory all-reduce op is JIT-built once (C++ only, cached under ~/.cache/torch_extensions).
 - ZeRO-3 saves: transformers 5.23 records every candidate weight renaming on a model loaded under ZeRO-3, so
-  `save_pretrained` wrote `thinker.model.thinker.audio_tower.…`; hs_rl.trainer keeps only the used ones.
+  `save_pretrained` wrote `thinker.model.thinker.audio_tower.…`; hs_rl.grpo.trainer keeps only the used ones.
 - The export's rank-0 `from_pretrained` ran inside `zero.Init` (a collective) and hung; hs_rl.train runs it
   with the ZeRO-3 loading hook off.
 """
@@ -28,8 +28,8 @@ TIMEOUT_S = 300  # a run takes ~20-30 s on 2 cores; the first one also JIT-build
 @pytest.fixture(scope="module")
 def ds_data(sample_data, tmp_path_factory) -> Path:
     """The sample training records: video, audio and video+audio prompts mixed (ZeRO-3 lock-step matters)."""
-    from hs_rl.convert import convert_file
-    from hs_rl.records import write_records
+    from hs_rl.data.convert import convert_file
+    from hs_rl.data.records import write_records
 
     records = convert_file(sample_data["train_json"], media_root=sample_data["media_root"])
     assert {r.modality for r in records} >= {"video", "audio"}

@@ -28,8 +28,8 @@ def record(prompts, completions, **kwargs):
 
 @pytest.fixture(scope="module")
 def video_jsonl(sample_data, tmp_path_factory) -> Path:
-    from hs_rl.convert import convert_file
-    from hs_rl.records import write_records
+    from hs_rl.data.convert import convert_file
+    from hs_rl.data.records import write_records
 
     path = tmp_path_factory.mktemp("dist_data") / "video.jsonl"
     write_records([r for r in convert_file(sample_data["train_json"], media_root=sample_data["media_root"])
@@ -54,7 +54,7 @@ def calls(log_dir: Path, rank: int) -> list[list[str]]:
 
 
 def test_two_processes_split_prompts_group_and_resume(tiny_model, video_jsonl, tmp_path):
-    from hs_rl.checkpoints import MARKER
+    from hs_rl.grpo.checkpoints import MARKER
 
     reward = tmp_path / "recording_reward.py"
     reward.write_text(RECORDING_REWARD)

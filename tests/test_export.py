@@ -10,7 +10,7 @@ import torch
 
 def _trained_thinker(base: Path, out: Path, shift: float = 0.5) -> dict[str, torch.Tensor]:
     """A 'trained' thinker: the base thinker with its language-model weights moved, saved like the trainer does."""
-    from hs_rl.model import load_processor, load_thinker
+    from hs_rl.grpo.model import load_processor, load_thinker
 
     thinker = load_thinker(base)
     with torch.no_grad():
@@ -25,8 +25,8 @@ def _trained_thinker(base: Path, out: Path, shift: float = 0.5) -> dict[str, tor
 def test_full_export_loads_and_keeps_talker(tiny_model, tmp_path):
     from transformers import Qwen2_5OmniForConditionalGeneration
 
-    from hs_rl.export import export_model, is_exported
-    from hs_rl.model import load_thinker
+    from hs_rl.grpo.export import export_model, is_exported
+    from hs_rl.grpo.model import load_thinker
 
     trained = _trained_thinker(tiny_model["full"], tmp_path / "thinker")
     final = export_model(tmp_path / "thinker", tiny_model["full"], tmp_path / "final")
@@ -40,11 +40,11 @@ def test_full_export_loads_and_keeps_talker(tiny_model, tmp_path):
     for key, value in full.state_dict().items():
         if key.startswith(("talker.", "token2wav.")):
             assert torch.equal(value, base_state[key]), key
-    # the next stage trains from it: hs_rl.model loads a thinker from a full folder
+    # the next stage trains from it: hs_rl.grpo.model loads a thinker from a full folder
     again = load_thinker(final).state_dict()
     assert all(torch.equal(again[k], trained[k]) for k in trained)
     # and it can speak: the trained thinker's reply goes through the kept talker and token2wav to a waveform
-    from hs_rl.model import load_processor
+    from hs_rl.grpo.model import load_processor
 
     processor = load_processor(final)
     text = processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": "hello"}]}],
@@ -57,8 +57,8 @@ def test_full_export_loads_and_keeps_talker(tiny_model, tmp_path):
 
 
 def test_thinker_only_base_exports_thinker_only(tiny_model, tmp_path):
-    from hs_rl.export import export_model
-    from hs_rl.model import load_thinker
+    from hs_rl.grpo.export import export_model
+    from hs_rl.grpo.model import load_thinker
 
     trained = _trained_thinker(tiny_model["thinker"], tmp_path / "thinker", shift=0.25)
     final = export_model(tmp_path / "thinker", tiny_model["thinker"], tmp_path / "final")
@@ -69,7 +69,7 @@ def test_thinker_only_base_exports_thinker_only(tiny_model, tmp_path):
 
 
 def test_failed_export_leaves_previous_final_untouched(tiny_model, tmp_path, monkeypatch):
-    import hs_rl.export as export
+    import hs_rl.grpo.export as export
 
     _trained_thinker(tiny_model["full"], tmp_path / "thinker")
     final = export.export_model(tmp_path / "thinker", tiny_model["full"], tmp_path / "final")

@@ -9,7 +9,7 @@ import pytest
 import soundfile
 import torch
 
-from hs_rl.media import (
+from hs_rl.data.media import (
     MediaError,
     VideoSampling,
     chunk_audio,
@@ -22,7 +22,7 @@ from hs_rl.media import (
     smart_nframes,
     smart_resize,
 )
-from hs_rl.sample_data import clip_fps, clip_seconds, clip_tone_hz, wav_tone_hz
+from hs_rl.tools.sample_data import clip_fps, clip_seconds, clip_tone_hz, wav_tone_hz
 
 
 def _clip(sample_data, index: int) -> Path:

@@ -21,9 +21,9 @@ def test_wheel_resolves_rewards_and_resources(tmp_path):
     probe = (
         "import hs_rl, rewards\n"
         "from hs_rl.rewards import get_reward\n"
-        "from hs_rl.tiers import load_tiers\n"
-        "from hs_rl.convert import default_routing\n"
-        "from hs_rl.tiny_model import chat_template\n"
+        "from hs_rl.eval.tiers import load_tiers\n"
+        "from hs_rl.data.convert import default_routing\n"
+        "from hs_rl.tools.tiny_model import chat_template\n"
         f"assert hs_rl.__file__.startswith({str(target)!r}), hs_rl.__file__\n"
         f"assert rewards.__file__.startswith({str(target)!r}), rewards.__file__\n"
         "assert get_reward('accuracy')(['<answer>B</answer>'], answer=['B'], question_type=['single_choice'],"

@@ -38,7 +38,7 @@ def test_dry_run_chains_models(capsys):
 
 
 def test_demo_trains_three_stages_and_resumes(tmp_path, capsys):
-    from hs_rl.demo import DemoArguments, run_demo
+    from hs_rl.tools.demo import DemoArguments, run_demo
 
     args = DemoArguments(output_dir=str(tmp_path), override=["max_steps=2", "save_steps=2"])
     assert run_demo(args) == 0
@@ -63,7 +63,7 @@ def test_demo_trains_three_stages_and_resumes(tmp_path, capsys):
 
 def test_demo_report_compares_base_and_stages(tmp_path_factory):
     """The demo's benchmark report holds one column per model (base, then each stage)."""
-    from hs_rl.demo import evaluate_models, prepare_inputs
+    from hs_rl.tools.demo import evaluate_models, prepare_inputs
 
     root = tmp_path_factory.mktemp("demo_eval")
     model, _ = prepare_inputs(root)
@@ -79,9 +79,9 @@ def test_stage_eval_block_adds_a_report_column(tiny_model, sample_data, tmp_path
     """A stage naming an eval set is evaluated once done, and its column lands in OUTPUT_DIR/report."""
     import yaml
 
-    from hs_rl.convert import convert_file
+    from hs_rl.data.convert import convert_file
     from hs_rl.pipeline import PipelineArguments, run_pipeline
-    from hs_rl.records import write_records
+    from hs_rl.data.records import write_records
 
     records = [r for r in convert_file(sample_data["train_json"], media_root=sample_data["media_root"])
                if r.modality == "video"]

@@ -1,10 +1,10 @@
-"""Shared-prompt forward (hs_rl.prefix_sharing) equals the plain per-row forward: log-probs, entropies, gradients."""
+"""Shared-prompt forward (hs_rl.grpo.prefix_sharing) equals the plain per-row forward: log-probs, entropies, gradients."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from hs_rl.prefix_sharing import prompt_groups, unsafe_reason
+from hs_rl.grpo.prefix_sharing import prompt_groups, unsafe_reason
 from hs_rl.train import build_trainer
 from tests.trainer_helpers import interleaved, sample_records, stage_args
 
@@ -119,8 +119,8 @@ def test_batched_group_generation_matches_per_prompt_generate(buffered):
     media, token for token and in the next-token logits of every step."""
     import copy
 
-    from hs_rl.generation import generate_rows
-    from hs_rl.omni_inputs import thinker_of
+    from hs_rl.grpo.generation import generate_rows
+    from hs_rl.grpo.omni_inputs import thinker_of
 
     trainer = buffered
     thinker = thinker_of(trainer.accelerator.unwrap_model(trainer.model))

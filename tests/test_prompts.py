@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from hs_rl.prompts import DEFAULT_SYSTEM_PROMPT, build_messages, question_text, strip_none
-from hs_rl.records import Record
+from hs_rl.data.prompts import DEFAULT_SYSTEM_PROMPT, build_messages, question_text, strip_none
+from hs_rl.data.records import Record
 
 
 def make(question_type="single_choice", modality="video", options=None, answer="B"):

@@ -29,8 +29,8 @@ VOLATILE = ("runtime", "per_second", "step_time", "total_flos", "train_loss")
 @pytest.fixture(scope="module")
 def video_data(sample_data, tmp_path_factory) -> dict[str, Path]:
     """The stage-1 (video) records, all of them and the first two (a 2-step epoch)."""
-    from hs_rl.convert import convert_file
-    from hs_rl.records import write_records
+    from hs_rl.data.convert import convert_file
+    from hs_rl.data.records import write_records
 
     folder = tmp_path_factory.mktemp("resume_data")
     records = [r for r in convert_file(sample_data["train_json"], media_root=sample_data["media_root"])
@@ -79,7 +79,7 @@ def resume_from_copy(reference: Path, step: int, command: list[str], out: Path) 
 
 
 def test_sigkill_after_second_checkpoint_resumes_exactly(tiny_model, video_data, tmp_path):
-    from hs_rl.checkpoints import MARKER
+    from hs_rl.grpo.checkpoints import MARKER
 
     args = ("--max_steps", "6", "--save_steps", "2")
     reference = tmp_path / "reference"
@@ -121,7 +121,7 @@ def test_resume_with_steps_per_generation(tiny_model, video_data, tmp_path):
 def test_checkpoint_inside_a_generation_cycle_is_a_config_error():
     from types import SimpleNamespace
 
-    from hs_rl.checkpoints import check_generation_cycle
+    from hs_rl.grpo.checkpoints import check_generation_cycle
 
     config = SimpleNamespace(steps_per_generation=2, num_iterations=1, gradient_accumulation_steps=1,
                              save_strategy="steps", save_steps=3)
@@ -138,7 +138,7 @@ def test_checkpoint_inside_a_generation_cycle_is_a_config_error():
 
 
 def _checkpoint(folder: Path, step: int, complete: bool) -> Path:
-    from hs_rl.checkpoints import MARKER
+    from hs_rl.grpo.checkpoints import MARKER
 
     path = folder / f"checkpoint-{step}"
     path.mkdir(parents=True)
@@ -149,7 +149,7 @@ def _checkpoint(folder: Path, step: int, complete: bool) -> Path:
 
 
 def test_auto_skips_half_checkpoints_and_rotation_keeps_newest_complete(tmp_path):
-    from hs_rl.checkpoints import discard_incomplete, newest_complete_checkpoint, resolve_resume, rotate
+    from hs_rl.grpo.checkpoints import discard_incomplete, newest_complete_checkpoint, resolve_resume, rotate
 
     assert resolve_resume("auto", tmp_path / "nothing") is None
     for step, complete in ((2, True), (4, True), (6, False)):
@@ -167,7 +167,7 @@ def test_auto_skips_half_checkpoints_and_rotation_keeps_newest_complete(tmp_path
 def test_full_disk_during_save_then_resume(tiny_model, video_data, tmp_path, monkeypatch):
     import transformers.modeling_utils as modeling_utils
 
-    from hs_rl.checkpoints import MARKER
+    from hs_rl.grpo.checkpoints import MARKER
     from hs_rl.cli import build_parser
     from hs_rl.train import run_train
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from hs_rl.media import MediaError
+from hs_rl.data.media import MediaError
 from hs_rl.reward_guard import RewardError
 from hs_rl.train import build_trainer
 from tests.trainer_helpers import interleaved, sample_records, stage_args
@@ -21,12 +21,12 @@ def records(sample_data):
 
 
 def _weights_never_loaded(monkeypatch):
-    import hs_rl.model
+    import hs_rl.grpo.model
 
     def refuse(*args, **kwargs):
         raise AssertionError("weights were loaded before the input was checked")
 
-    monkeypatch.setattr(hs_rl.model, "load_thinker", refuse)
+    monkeypatch.setattr(hs_rl.grpo.model, "load_thinker", refuse)
 
 
 def test_invalid_records_refused_before_weights(tiny_model, records, tmp_path, monkeypatch):

@@ -6,7 +6,7 @@ import collections
 import pytest
 import torch
 
-from hs_rl.safe_loading import allow_listed_deepspeed_loading
+from hs_rl.grpo.safe_loading import allow_listed_deepspeed_loading
 
 
 class Payload(collections.OrderedDict):

@@ -5,8 +5,8 @@ import json
 import re
 from pathlib import Path
 
-from hs_rl.media import has_audio_track
-from hs_rl.sample_data import (
+from hs_rl.data.media import has_audio_track
+from hs_rl.tools.sample_data import (
     AUDIO_ONLY_TASKS,
     MULTI,
     NUMBER,

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from hs_rl import media
-from hs_rl.convert import convert_file
-from hs_rl.records import write_records
-from hs_rl.validation import (ValidateArguments, filter_valid, run_validate, validate_file, write_dropped)
+from hs_rl.data import media
+from hs_rl.data.convert import convert_file
+from hs_rl.data.records import write_records
+from hs_rl.data.validation import (ValidateArguments, filter_valid, run_validate, validate_file, write_dropped)
 
 OPTIONS = ["A. happy", "B. sad", "C. angry", "D. calm"]
 

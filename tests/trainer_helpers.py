@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hs_rl.config import DataArguments, OmniGRPOConfig, OmniModelConfig
-from hs_rl.convert import convert_file
-from hs_rl.records import Record, write_records
+from hs_rl.grpo.config import DataArguments, OmniGRPOConfig, OmniModelConfig
+from hs_rl.data.convert import convert_file
+from hs_rl.data.records import Record, write_records
 
 
 def sample_records(sample_data: dict[str, Path]) -> list[Record]:

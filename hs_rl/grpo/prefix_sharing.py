@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from hs_rl.omni_inputs import PromptMedia, embed_rows, prompt_groups, rope_positions
+from hs_rl.grpo.omni_inputs import PromptMedia, embed_rows, prompt_groups, rope_positions
 
 logger = logging.getLogger(__name__)
 

@@ -20,9 +20,9 @@ from typing import Any, Iterable, Mapping
 
 import yaml
 
-from hs_rl.records import MODALITIES, Record, write_records
+from hs_rl.data.records import MODALITIES, Record, write_records
 
-from hs_rl.answers import PATTERN_TO_TYPE, question_type_from_pattern
+from hs_rl.data.answers import PATTERN_TO_TYPE, question_type_from_pattern
 
 ROUTING_RESOURCE = "routing.yaml"
 _MEDIA_KEYS = ("video_path", "audio_path")

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig, ModelConfig
 
-from hs_rl.media import VideoSampling
-from hs_rl.prompts import DEFAULT_SYSTEM_PROMPT
+from hs_rl.data.media import VideoSampling
+from hs_rl.data.prompts import DEFAULT_SYSTEM_PROMPT
 
 _VIDEO = VideoSampling()
 

@@ -2,7 +2,7 @@
 
 Accepts our records JSONL or a HumanSense JSON file (converted in memory with the default routing; its
 locations read ``entry N``). Relative media paths are looked up as given, then against the checked file's
-folder. A clean result is cached under ``$HS_RL_CACHE_DIR/validation`` (default ``~/.cache/hs_rl/validation``)
+folder. A clean result is cached under ``$HS_RL_CACHE_DIR/validation`` (default ``~/.cache/hs_rl/data/validation``)
 keyed by the file's bytes and the mtime and size of every media file it names, so re-validating an unchanged
 dataset decodes nothing, and touching any media file forces a fresh check.
 """
@@ -16,10 +16,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from hs_rl import media
-from hs_rl.convert import ConvertError, convert_entry, default_routing, read_humansense
-from hs_rl.answers import option_letters
-from hs_rl.records import MODALITIES, QUESTION_TYPES, Record
+from hs_rl.data import media
+from hs_rl.data.convert import ConvertError, convert_entry, default_routing, read_humansense
+from hs_rl.data.answers import option_letters
+from hs_rl.data.records import MODALITIES, QUESTION_TYPES, Record
 
 SCHEMA_VERSION = 1
 

@@ -4,7 +4,7 @@ The run is resumable and kill-safe: each batch's lines are appended, flushed and
 skips the ids already in the results file, and a half-written last line (killed mid-write) is cut off and its
 question answered again. Existing complete lines are never rewritten.
 
-Prompts of different modalities (video, audio, video+audio) share a batch: `hs_rl.omni_inputs` builds each
+Prompts of different modalities (video, audio, video+audio) share a batch: `hs_rl.grpo.omni_inputs` builds each
 row's embeddings and 3-D rope positions itself, so no per-batch `use_audio_in_video` flag is involved. The
 prompts are left-padded, prefilled (all but the last column) with those inputs, and then decoded by HF
 `generate` from the prefilled cache; during decoding transformers positions a token at
@@ -28,15 +28,15 @@ from typing import Any, Iterator
 
 import torch
 
-from hs_rl.answers import extract_answer
-from hs_rl.config import DataArguments
-from hs_rl.convert import ConvertError, convert_humansense, load_routing, read_humansense
-from hs_rl.dataset import prepare_prompt
-from hs_rl.media import MediaError, VideoSampling
-from hs_rl.generation import generate_rows
-from hs_rl.omni_inputs import PromptMedia
-from hs_rl.prompts import DEFAULT_SYSTEM_PROMPT
-from hs_rl.records import Record, iter_jsonl
+from hs_rl.data.answers import extract_answer
+from hs_rl.grpo.config import DataArguments
+from hs_rl.data.convert import ConvertError, convert_humansense, load_routing, read_humansense
+from hs_rl.data.dataset import prepare_prompt
+from hs_rl.data.media import MediaError, VideoSampling
+from hs_rl.grpo.generation import generate_rows
+from hs_rl.grpo.omni_inputs import PromptMedia
+from hs_rl.data.prompts import DEFAULT_SYSTEM_PROMPT
+from hs_rl.data.records import Record, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ def evaluate(args: EvalArguments) -> Path:
     """Answer every missing question of args.data and append the lines to args.out; returns that path."""
     from tqdm.auto import tqdm
 
-    from hs_rl.model import load_processor, load_thinker
+    from hs_rl.grpo.model import load_processor, load_thinker
 
     if not args.data:
         raise ValueError("hs-rl eval: at least one --data benchmark file is required")

@@ -16,7 +16,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from hs_rl.checkpoints import fsync_dir, fsync_write
+from hs_rl.grpo.checkpoints import fsync_dir, fsync_write
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def export_model(thinker_dir: str | Path, base_dir: str | Path, destination: str
         for path in thinker_dir.iterdir():
             if path.is_file():
                 shutil.copy2(path, tmp / path.name)
-        from hs_rl.model import load_thinker
+        from hs_rl.grpo.model import load_thinker
 
         load_thinker(tmp)  # loadable, or the stage is not done
         kind = "thinker"

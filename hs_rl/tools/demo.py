@@ -10,11 +10,11 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hs_rl.export import FINAL_DIR
+from hs_rl.grpo.export import FINAL_DIR
 
 # stage name -> record modality it trains on (the recipe's order)
 STAGE_MODALITIES = {"stage1_video": "video", "stage2_audio": "audio", "stage3_video_audio": "video_audio"}
-TINY_PIPELINE = Path(__file__).resolve().parent.parent / "stages" / "tiny" / "pipeline.yaml"
+TINY_PIPELINE = Path(__file__).resolve().parents[2] / "stages" / "tiny" / "pipeline.yaml"
 
 
 @dataclass
@@ -31,10 +31,10 @@ class DemoArguments:
 
 def prepare_inputs(root: Path) -> tuple[Path, dict[str, Path]]:
     """Tiny model, sample data and one JSONL per stage (records filtered by modality), built only if missing."""
-    from hs_rl.convert import convert_file
-    from hs_rl.records import write_records
-    from hs_rl.sample_data import make_sample_data
-    from hs_rl.tiny_model import make_tiny_model
+    from hs_rl.data.convert import convert_file
+    from hs_rl.data.records import write_records
+    from hs_rl.tools.sample_data import make_sample_data
+    from hs_rl.tools.tiny_model import make_tiny_model
 
     model = Path(make_tiny_model(root / "model")["full"])  # reused as is when already complete
     data = make_sample_data(root / "data")
@@ -91,8 +91,8 @@ def format_summary(root: Path, names: list[str]) -> str:
 
 def evaluate_models(root: Path, models: dict[str, Path]) -> Path:
     """The sample benchmark answered by each model (resumable), scored side by side into ROOT/report."""
-    from hs_rl.evaluate import EvalArguments, evaluate
-    from hs_rl.scoring import ScoreArguments, run_score
+    from hs_rl.eval.evaluate import EvalArguments, evaluate
+    from hs_rl.eval.scoring import ScoreArguments, run_score
 
     data = root / "data"
     results = []

@@ -14,9 +14,9 @@ Hooks overridden, and why:
 - `_generate_single_turn`: prefill each distinct prompt once, then decode all rows of all groups together.
 - `_get_per_token_logps_and_entropies`: the forward pass with each row's media, chunked like TRL's; with
   `shared_prefix` (default) a group's prompt runs once and its KV cache serves the group's completions
-  (hs_rl.prefix_sharing).
+  (hs_rl.grpo.prefix_sharing).
 - `_save_checkpoint`, `_load_from_checkpoint`, `_get_train_sampler`: completion markers, a resume that really
-  loads the weights, per-epoch data order (see hs_rl.checkpoints for why each is needed).
+  loads the weights, per-epoch data order (see hs_rl.grpo.checkpoints for why each is needed).
 Everything else (advantages, loss types, KL, clipping, PEFT, logging) is TRL's, unchanged.
 """
 from __future__ import annotations
@@ -34,10 +34,10 @@ from trl import GRPOTrainer
 from trl.trainer import grpo_trainer as _trl_grpo
 from trl.models import unwrap_model_for_generation
 
-from hs_rl.checkpoints import epoch_seeded, load_saved_weights, loads_plain_weights, mark_complete
-from hs_rl.generation import generate_rows
-from hs_rl.omni_inputs import PromptMedia, embed_rows, rope_positions, thinker_of
-from hs_rl.prefix_sharing import shared_prefix_logps, unsafe_reason
+from hs_rl.grpo.checkpoints import epoch_seeded, load_saved_weights, loads_plain_weights, mark_complete
+from hs_rl.grpo.generation import generate_rows
+from hs_rl.grpo.omni_inputs import PromptMedia, embed_rows, rope_positions, thinker_of
+from hs_rl.grpo.prefix_sharing import shared_prefix_logps, unsafe_reason
 
 logger = logging.getLogger(__name__)
 
@@ -88,10 +88,10 @@ class OmniGRPOTrainer(GRPOTrainer):
             logger.warning("shared_prefix is off for this run (plain per-row forward instead): %s", reason)
             self.shared_prefix = False
         self.reward_error_counts: dict[str, int] = {}
-        # rotation happens after the completion marker (hs_rl.checkpoints.mark_complete), not in the Trainer
+        # rotation happens after the completion marker (hs_rl.grpo.checkpoints.mark_complete), not in the Trainer
         self.checkpoint_limit, self.args.save_total_limit = self.args.save_total_limit, None
 
-    # ---- checkpoints (hs_rl.checkpoints) -----------------------------------------------------------------
+    # ---- checkpoints (hs_rl.grpo.checkpoints) -----------------------------------------------------------------
     def _save_checkpoint(self, model, trial):
         super()._save_checkpoint(model, trial)
         mark_complete(self, trial)

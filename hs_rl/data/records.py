@@ -1,6 +1,6 @@
 """The one record schema every part of hs-rl reads: one normalized JSON object per question.
 
-Converters (HumanSense JSON -> records) live in `hs_rl.convert`; checks in `hs_rl.validation`.
+Converters (HumanSense JSON -> records) live in `hs_rl.data.convert`; checks in `hs_rl.data.validation`.
 """
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def iter_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def load_records(path: str | Path) -> list[Record]:
-    """Read a records JSONL file (no validation of media: see `hs_rl.validation`)."""
+    """Read a records JSONL file (no validation of media: see `hs_rl.data.validation`)."""
     records = []
     for number, obj in iter_jsonl(path):
         try:

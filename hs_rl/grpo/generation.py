@@ -10,7 +10,7 @@ from typing import Any, Iterable
 
 import torch
 
-from hs_rl.omni_inputs import PromptMedia, embed_rows, prompt_groups, prompt_rope, rope_positions
+from hs_rl.grpo.omni_inputs import PromptMedia, embed_rows, prompt_groups, prompt_rope, rope_positions
 
 
 def prefill_rows(thinker, rows: list[PromptMedia], pad_id: int, *, encoders_frozen: bool = True,

@@ -2,7 +2,7 @@
 
 Reads our results JSONL (`id`, `task_type`, `question_type`, `options`, `answer`, `prediction`) and the
 upstream HumanSense result files (the benchmark JSON with each model's answer stored in the question
-dicts under the model's name). Every answer is scored by `hs_rl.answers`, the same code as the reward.
+dicts under the model's name). Every answer is scored by `hs_rl.data.answers`, the same code as the reward.
 """
 from __future__ import annotations
 
@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from hs_rl.answers import QUESTION_TYPES, extract_answer, question_type_from_pattern, score_answer
-from hs_rl.records import iter_jsonl
-from hs_rl.tiers import UNASSIGNED, classify, paper_avg_baseline, task_info, tasks, tier_names
+from hs_rl.data.answers import QUESTION_TYPES, extract_answer, question_type_from_pattern, score_answer
+from hs_rl.data.records import iter_jsonl
+from hs_rl.eval.tiers import UNASSIGNED, classify, paper_avg_baseline, task_info, tasks, tier_names
 
 SCORING_NOTE = (
-    "Scored by hs_rl.answers (the same code as the accuracy reward): an empty or unreadable answer counts "
+    "Scored by hs_rl.data.answers (the same code as the accuracy reward): an empty or unreadable answer counts "
     "as WRONG and numbers are read whole (\"10\" is ten). The released HumanSense scorer skipped empty "
     "answers (they left the denominator, so its accuracy reads higher) and read only the first character "
     "of a numeric answer; figures here are therefore not directly comparable where answers are empty or "

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hs_rl.records import Record
+from hs_rl.data.records import Record
 
 DEFAULT_SYSTEM_PROMPT = (
     "You are an attentive observer of people. Watch and listen closely to the clip you are given: "

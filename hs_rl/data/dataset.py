@@ -18,11 +18,11 @@ from typing import Any
 
 import datasets
 
-from hs_rl.config import DataArguments
-from hs_rl.media import MediaError, load_audio, load_video
-from hs_rl.omni_inputs import PromptMedia
-from hs_rl.prompts import build_messages
-from hs_rl.records import Record
+from hs_rl.grpo.config import DataArguments
+from hs_rl.data.media import MediaError, load_audio, load_video
+from hs_rl.grpo.omni_inputs import PromptMedia
+from hs_rl.data.prompts import build_messages
+from hs_rl.data.records import Record
 
 logger = logging.getLogger(__name__)
 

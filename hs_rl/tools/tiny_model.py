@@ -61,7 +61,7 @@ def _corpus() -> list[str]:
     ]
     lines = [" ".join(words), "0 1 2 3 4 5 6 7 8 9 10", "A. B. C. D. E. AC BD ABC"]
     try:  # our prompt wording, so the tiny tokenizer encodes prompts in few tokens
-        from hs_rl import prompts
+        from hs_rl.data import prompts
 
         lines += [v for n, v in vars(prompts).items() if n.isupper() and isinstance(v, str)]
     except ImportError:
