@@ -262,3 +262,78 @@ def test_an_edited_checkout_is_reread_with_a_new_version(tmp_path):
     after = load_prompt_source(src)
     assert after.version != before.version
     assert "[edited header]" in after.templates[False]["T_ONE2"]
+
+
+# ------------------------------------------------------------------ the text really reaches the model
+
+def test_eval_asks_with_the_benchmark_text_and_records_the_setting(tiny_model, sample_data, tmp_path):
+    """A real (tiny) eval run in the paper setting: the processor's prompt holds the benchmark's system and user
+    text, every line records the setting, a resume in another setting is refused, and the scorer sets the
+    paper column beside it."""
+    import dataclasses
+
+    from hs_rl.evaluate import data_arguments, evaluate, prepare
+    from hs_rl.model import load_processor
+    from hs_rl.scoring import ScoreArguments, score_files
+
+    out = tmp_path / "paper.jsonl"
+    args = EvalArguments(model=str(tiny_model["full"]), data=[str(sample_data["vqa_json"])], out=str(out),
+                         media_root=str(sample_data["media_root"]), prompt_source=str(SRC), think=False, limit=3,
+                         max_new_tokens=2, batch_size=3, num_workers=1)
+    questions = load_questions(args)
+    processor = load_processor(tiny_model["full"])
+    media = prepare(questions[0].record, processor, data_arguments(args), None, questions[0].messages())
+    text = processor.tokenizer.decode(media.input_ids)
+    assert SYSTEM in text and questions[0].user in text and DEFAULT_SYSTEM_PROMPT not in text
+
+    evaluate(args)
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [r["id"] for r in rows] == [q.record.id for q in questions]
+    version = load_prompt_source(SRC).version
+    for r in rows:
+        s = r["setting"]
+        assert (s["prompts"], s["prompt_version"], s["think"], s["audio"], s["asr"]) == \
+            ("benchmark", version, False, True, False)
+        assert s["decoding"] == {"do_sample": False, "temperature": None, "max_new_tokens": 2}
+        assert s["frames"] == {"fps": "benchmark rule", "max_frames": 24, "max_pixels": 360 * 420}
+    with pytest.raises(ValueError, match="another setting .*audio"):
+        evaluate(dataclasses.replace(args, audio=False, limit=4))
+    scores = score_files(ScoreArguments(results=[str(out)], out=str(tmp_path / "report")))
+    assert scores["paper_mismatch"] == []
+    assert "Paper (Qwen2.5-Omni-7B)" in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_training_prompts_from_the_same_source(tmp_path):
+    """Stage option `prompt_source`: training records are asked with the benchmark's text (its think templates
+    when think: true); a record the benchmark has no template for is refused before training, by id; a bad
+    folder fails when the options are parsed."""
+    from hs_rl.cli import build_parser, check_config_keys
+    from hs_rl.config import DataArguments
+    from hs_rl.prompts import build_messages, check_prompt_source
+    from hs_rl.records import Record
+
+    record = Record(id="r1", task_type="Emo_Strategy", modality="video_audio", question="How does she feel",
+                    question_type="single_choice", answer="B", options=["A. happy", "B. sad", "C. calm"],
+                    video="/m/v.mp4")
+    messages = build_messages(record, think=True, prompt_source=str(SRC))
+    assert messages[0]["content"][0]["text"] == SYSTEM
+    user = messages[1]["content"][-1]["text"]
+    assert user == load_prompt_source(SRC).templates[True]["T_ONE3"].format(record.question, *record.options)
+    assert messages[1]["content"][0] == {"type": "video", "video": "/m/v.mp4"}
+    yes_no = dataclasses_replace(record, id="yn1", question_type="yes_no", options=[], answer="yes")
+    with pytest.raises(ValueError, match=r"(?s)1 record.*yn1.*no template"):
+        check_prompt_source([record, yes_no], str(SRC))
+    with pytest.raises(PromptSourceError, match="needs benchmark/Benchmark.py"):
+        DataArguments(prompt_source=str(tmp_path))
+    stage = tmp_path / "stage.yaml"
+    stage.write_text(f"dataset: d.jsonl\nprompt_source: {SRC}\nuse_cpu: true\nbf16: false\n")
+    parser = build_parser("train")
+    check_config_keys(parser, str(stage))  # a stage YAML may name it
+    data_args = parser.parse_args_and_config(["--config", str(stage), "--output_dir", str(tmp_path / "o")])[0]
+    assert data_args.prompt_source == str(SRC)
+
+
+def dataclasses_replace(record, **changes):
+    import dataclasses
+
+    return dataclasses.replace(record, **changes)
