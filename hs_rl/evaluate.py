@@ -71,6 +71,7 @@ class EvalArguments:
         "help": "The benchmark's --asr: prepend each question's ASR text (asr_en) and ask only the tasks the "
                 "benchmark restricts that mode to. Needs --prompt_source."})
     analysis_prompt: bool = field(default=False, metadata={
+        "aliases": ["--think_omini"],
         "help": "The benchmark's --think_omini (the paper's training-free prompting): prepend its analysis text "
                 "and ask only the tasks it restricts that mode to. Needs --prompt_source."})
     dump_prompts: str | None = field(default=None, metadata={
