@@ -52,6 +52,7 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
 
     from hs_rl.grpo.checkpoints import check_generation_cycle
     from hs_rl.data.dataset import build_train_dataset
+    from hs_rl.data.prompts import check_prompt_source
     from hs_rl.grpo.model import check_model_dir, check_model_modalities, freeze_encoders, load_processor, load_thinker
     from hs_rl.reward_guard import guard_reward
     from hs_rl.rewards import get_rewards
@@ -65,6 +66,7 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
         raise ValueError("use_vllm: not supported yet — vLLM in TRL's colocate mode takes images only, so video and "
                          "audio prompts would lose their media (see README, 'vLLM'); generation uses transformers")
     records = load_training_records(data_args, output_dir, state.is_main_process)
+    check_prompt_source(records, data_args.prompt_source, data_args.think)
     check_model_modalities(model_args.model_name_or_path, {r.modality for r in records})
     reward_counter: dict[str, int] = {}
     rewards = [guard_reward(fn, config.reward_errors, reward_counter) for fn in get_rewards(config.reward_funcs)]

@@ -102,20 +102,68 @@ def test_upstream_ambiguous_key_is_an_error(tmp_path):
         load_results(path)
 
 
-def test_side_by_side_via_cli(tmp_path):
-    good = write_jsonl(tmp_path / "good.jsonl", ROWS)
-    worse = write_jsonl(tmp_path / "worse.jsonl", [{**r, "prediction": ""} for r in ROWS])
+def setting(**changes):
+    """A results line's setting; by default the paper's Table 1 one (benchmark prompts, no think, audio on)."""
+    base = {"prompts": "benchmark", "prompt_source": "/b/src", "prompt_version": "0123456789ab", "think": False,
+            "audio": True, "asr": False, "analysis_prompt": False,
+            "decoding": {"do_sample": False, "temperature": None, "max_new_tokens": 1024},
+            "frames": {"fps": "benchmark rule", "max_frames": 24, "max_pixels": 151200}}
+    return {**base, **changes}
+
+
+def test_side_by_side_via_cli(tmp_path, capsys):
+    """Each column is labelled with its setting; the paper column stands beside the paper-setting column, and
+    the other column is flagged as not comparable with it."""
+    good = write_jsonl(tmp_path / "good.jsonl", [{**r, "setting": setting()} for r in ROWS])
+    ours = setting(prompts="hs-rl", prompt_source=None, think=True)
+    worse = write_jsonl(tmp_path / "worse.jsonl", [{**r, "prediction": "", "setting": ours} for r in ROWS])
     out = tmp_path / "report"
     assert main(["score", str(good), str(worse), "--out", str(out), "--labels", "trained", "base"]) == 0
+    printed = capsys.readouterr().out
+    assert "base: " in printed and "not comparable with the paper's Table 1: prompts='hs-rl'" in printed
     scores = json.loads((out / "scores.json").read_text())
     assert list(scores["models"]) == ["trained", "base"]
     assert scores["models"]["base"]["all"]["accuracy"] == 0.0
+    assert scores["models"]["trained"]["paper_mismatch"] == [] and scores["models"]["base"]["paper_mismatch"]
     report = (out / "report.md").read_text()
     header = next(line for line in report.splitlines() if line.startswith("| Tier"))
     assert "trained" in header and "base" in header and "Paper" in header
+    labels = next(line for line in report.splitlines() if "*setting*" in line)
+    assert "benchmark prompts 0123456789ab, no-think, audio on, greedy" in labels
+    assert "hs-rl prompts 0123456789ab, think, audio on" in labels
     assert "| L4 | ES | `Emo_Strategy` | 0.607 | 0.750 (3/4) | 0.000 (0/4) |" in report
+    assert "- base: not the paper's setting (prompts='hs-rl' (paper: 'benchmark'); think=True" in report
     png = out / "tasks.png"
     assert png.exists() and png.stat().st_size > 1000 and png.read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize("changes", [{"think": True}, {"audio": False}, {"asr": True}, {"prompts": "hs-rl"},
+                                     {"decoding": {"do_sample": True}}, None])
+def test_paper_column_only_beside_the_paper_setting(changes, tmp_path):
+    """No column in the paper's setting (or no setting recorded): the paper column and ticks are left out,
+    with a note saying which setting would match."""
+    rows = ROWS if changes is None else [{**r, "setting": setting(**changes)} for r in ROWS]
+    out = tmp_path / "report"
+    scores = score_files(ScoreArguments(results=[str(write_jsonl(tmp_path / "r.jsonl", rows))], out=str(out)))
+    assert scores["paper_mismatch"]
+    report = (out / "report.md").read_text()
+    header = next(line for line in report.splitlines() if line.startswith("| Tier"))
+    assert "Paper (" not in header and "0.607" not in report
+    assert "The paper's Qwen2.5-Omni-7B column is left out" in report
+    assert "| L4 | ES | `Emo_Strategy` | 0.750 (3/4) |" in report
+
+
+def test_upstream_file_setting_from_its_name(tmp_path):
+    """The benchmark's own output file: eval.sh's suffixes say audio on / think; no suffix means neither."""
+    from hs_rl.eval.scoring import paper_mismatch, result_setting
+
+    entries = [{"video_path": "v.mp4", "questions": {"task_type": "Emo_Strategy", "question_pattern":
+                TYPE_TO_PATTERN["single_choice"], "question": "q", "options": OPTS, "answer": "A", "M": "A"}}]
+    for name, mismatch in (("HumanSense_VQA_M_audio.json", False), ("HumanSense_VQA_M_audio_think.json", True),
+                           ("HumanSense_VQA_M.json", True)):
+        path = tmp_path / name
+        path.write_text(json.dumps(entries))
+        assert bool(paper_mismatch(result_setting(path))) is mismatch, name
 
 
 # -------------------------------------------------- the released HumanSense semantics, re-implemented here

@@ -38,7 +38,8 @@ def processor_inputs(record: Record, processor, data_args: DataArguments,
     Audio is passed whole and the feature extractor's truncation is off, so audio longer than 30 s is
     encoded in full (the audio tower windows it itself) instead of being silently cut to 30 s.
     """
-    messages = messages or build_messages(record, data_args.system_prompt or None, think=data_args.think)
+    messages = messages or build_messages(record, data_args.system_prompt or None, think=data_args.think,
+                                          prompt_source=data_args.prompt_source)
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
     if record.modality in ("video", "video_audio"):
@@ -57,9 +58,11 @@ def processor_inputs(record: Record, processor, data_args: DataArguments,
     return kwargs, messages
 
 
-def prepare_prompt(record: Record, processor, data_args: DataArguments) -> tuple[PromptMedia, list[dict]]:
-    """One record → its `PromptMedia` (token ids with media placeholders expanded, media tensors)."""
-    kwargs, messages = processor_inputs(record, processor, data_args)
+def prepare_prompt(record: Record, processor, data_args: DataArguments,
+                   messages: list[dict] | None = None) -> tuple[PromptMedia, list[dict]]:
+    """One record → its `PromptMedia` (token ids with media placeholders expanded, media tensors);
+    `messages` overrides the conversation built from the record (evaluation passes the benchmark's)."""
+    kwargs, messages = processor_inputs(record, processor, data_args, messages)
     output = processor(**kwargs)
     media = PromptMedia.from_processor_output(output, use_audio_in_video=record.modality == "video_audio")
     limit = data_args.max_prompt_length

@@ -13,6 +13,11 @@ prompts are left-padded, prefilled (all but the last column) with those inputs, 
 
 Video frames follow the benchmark's evaluation rule: 1 fps, 0.5 fps above 300 source frames, 0.2 fps from
 600 source frames, at most 24 frames of at most 360x420 pixels.
+
+Prompts: ours by default (`hs_rl.data.prompts`); with `--prompt_source` (the user's HumanSense_bench/src) the
+benchmark's own system and user text, audio routing and `--asr` / `--analysis_prompt` (its `--think_omini`)
+rules, read from its files at run time (`hs_rl.data.benchmark_prompts`). Every results line records this setting;
+`--dump_prompts FILE` writes the exact text of every question without loading a model.
 """
 from __future__ import annotations
 
@@ -29,13 +34,14 @@ from typing import Any, Iterator
 import torch
 
 from hs_rl.data.answers import extract_answer
+from hs_rl.data.benchmark_prompts import BenchmarkPrompts, NotAsked, load_prompt_source
 from hs_rl.grpo.config import DataArguments
 from hs_rl.data.convert import ConvertError, convert_humansense, load_routing, read_humansense
 from hs_rl.data.dataset import prepare_prompt
 from hs_rl.data.media import MediaError, VideoSampling
 from hs_rl.grpo.generation import generate_rows
 from hs_rl.grpo.omni_inputs import PromptMedia
-from hs_rl.data.prompts import DEFAULT_SYSTEM_PROMPT
+from hs_rl.data.prompts import DEFAULT_SYSTEM_PROMPT, chat_messages, ours_version, question_text
 from hs_rl.data.records import Record, iter_jsonl
 
 logger = logging.getLogger(__name__)
@@ -49,9 +55,28 @@ _SAMPLING = VideoSampling()
 class EvalArguments:
     """Options of `hs-rl eval --model DIR --data FILE.json [FILE.json ...] --out RESULTS.jsonl`."""
 
-    model: str = field(metadata={"help": "Local checkpoint folder (full Omni or thinker-only)."})
     data: list[str] = field(metadata={"help": "HumanSense benchmark JSON file(s), e.g. HumanSense_VQA.json."})
-    out: str = field(metadata={"help": "Results JSONL (appended to; a re-run answers only missing ids)."})
+    model: str | None = field(default=None, metadata={
+        "help": "Local checkpoint folder (full Omni or thinker-only); not needed with --dump_prompts."})
+    out: str | None = field(default=None, metadata={
+        "help": "Results JSONL (appended to; a re-run answers only missing ids); not needed with --dump_prompts."})
+    prompt_source: str | None = field(default=None, metadata={
+        "help": "The HumanSense_bench/src folder of the benchmark code: ask every question with the benchmark's "
+                "own system and user text, audio routing and --asr/--analysis_prompt rules, read from its files "
+                "(the paper's setting: add --no_think). Default: hs-rl's own prompts."})
+    audio: bool = field(default=True, metadata={
+        "help": "Let the audio tasks hear their video's own track (the benchmark's --audio); --no_audio: frames "
+                "only. Audio-only tasks always get their audio file."})
+    asr: bool = field(default=False, metadata={
+        "help": "The benchmark's --asr: prepend each question's ASR text (asr_en) and ask only the tasks the "
+                "benchmark restricts that mode to. Needs --prompt_source."})
+    analysis_prompt: bool = field(default=False, metadata={
+        "aliases": ["--think_omini"],
+        "help": "The benchmark's --think_omini (the paper's training-free prompting): prepend its analysis text "
+                "and ask only the tasks it restricts that mode to. Needs --prompt_source."})
+    dump_prompts: str | None = field(default=None, metadata={
+        "help": "Write one JSON line per question (file, index, system, user, video, audio, use_audio_in_video) "
+                "to this file and stop, without loading a model."})
     media_root: str | None = field(default=None, metadata={
         "help": "Folder relative media paths resolve against (default: each data file's folder)."})
     routing: str | None = field(default=None, metadata={
@@ -80,30 +105,124 @@ class EvalArguments:
 
 @dataclass
 class Question:
-    """One benchmark question with where it came from (stable id, source file, index within that file)."""
+    """One benchmark question with where it came from (stable id, source file, index within that file) and
+    the exact system and user text it is asked with."""
 
     record: Record
     source: str
     index: int
+    system: str | None = None
+    user: str = ""
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The conversation: system turn, then the media parts and the user text."""
+        return chat_messages(self.record, self.system, self.user)
 
 
 # ---------------------------------------------------------------- questions
 
-def load_questions(args: EvalArguments) -> list[Question]:
-    """All questions of the data files in order; an id repeated in a later file gets that file's stem prefixed."""
+def check_prompt_options(args: EvalArguments) -> BenchmarkPrompts | None:
+    """The benchmark's prompt source when asked for; flags that only exist in the benchmark's setting need it."""
+    if not args.prompt_source:
+        needs = [flag for flag, on in (("--asr", args.asr), ("--analysis_prompt", args.analysis_prompt)) if on]
+        if needs:
+            raise ValueError(f"{' and '.join(needs)} need --prompt_source (the benchmark's wording and task lists "
+                             "are read from its code)")
+        return None
+    if args.system_prompt not in (None, "", DEFAULT_SYSTEM_PROMPT):
+        raise ValueError("--system_prompt and --prompt_source both set the system turn; with --prompt_source it "
+                         "is the benchmark's")
+    return load_prompt_source(args.prompt_source)
+
+
+def _raw_questions(entries: list[Any]) -> Iterator[dict[str, Any]]:
+    """The benchmark's question dicts in the converter's order (one dict or a list per entry)."""
+    for entry in entries:
+        questions = entry["questions"]
+        yield from ([questions] if isinstance(questions, dict) else questions)
+
+
+def _route(record: Record, args: EvalArguments, source: BenchmarkPrompts | None) -> None:
+    """Audio for a video question: the benchmark's --audio task list with a prompt source, else our routing;
+    --no_audio gives every video question frames only. Audio-only questions keep their audio file."""
+    if record.modality == "audio":
+        return
+    if source is not None:
+        record.modality = "video_audio" if source.audio_in_video(record.task_type, args.audio) else "video"
+    elif not args.audio and record.modality == "video_audio":
+        record.modality = "video"
+
+
+def load_questions(args: EvalArguments, skipped: dict[str, int] | None = None) -> list[Question]:
+    """The questions this setting asks, in data-file order, with their exact text; an id repeated in a later
+    file gets that file's stem prefixed. `skipped` (if given) receives why others were left out, counted."""
+    source = check_prompt_options(args)
     routing = load_routing(args.routing)
+    skipped = {} if skipped is None else skipped
     questions: list[Question] = []
     seen: set[str] = set()
     for path in args.data:
         path = Path(path)
         root = Path(args.media_root) if args.media_root else path.resolve().parent
-        records = convert_humansense(read_humansense(path), routing, root, source=str(path))
-        for index, record in enumerate(records):
+        entries = read_humansense(path)
+        records = convert_humansense(entries, routing, root, source=str(path))
+        for index, (record, raw) in enumerate(zip(records, _raw_questions(entries))):
             if record.id in seen:  # the converter's ids are unique per file only
                 record.id = f"{path.stem}:{record.id}"
             seen.add(record.id)
-            questions.append(Question(record, str(path), index))
+            _route(record, args, source)
+            if source is None:
+                system, user = args.system_prompt or None, question_text(record, think=args.think)
+            elif not source.asked(record.task_type, args.asr, args.analysis_prompt):
+                skipped["not asked in this mode (the benchmark's task restriction)"] = \
+                    skipped.get("not asked in this mode (the benchmark's task restriction)", 0) + 1
+                continue
+            else:
+                try:
+                    system = source.system
+                    user = source.user_text(raw, args.think, args.asr, args.analysis_prompt,
+                                            where=f"{path}: question {index}")
+                except NotAsked as reason:
+                    skipped[str(reason)] = skipped.get(str(reason), 0) + 1
+                    continue
+            questions.append(Question(record, str(path), index, system, user))
+    for reason, count in skipped.items():
+        logger.warning("%d question(s) not asked: %s", count, reason)
     return questions[:args.limit] if args.limit is not None else questions
+
+
+def eval_setting(args: EvalArguments) -> dict[str, Any]:
+    """What every results line records about how its question was asked and answered."""
+    source = check_prompt_options(args)
+    prompts = {"prompts": "benchmark", **source.setting()} if source else {
+        "prompts": "hs-rl", "prompt_source": None, "prompt_version": ours_version(args.system_prompt)}
+    return {**prompts, "think": args.think, "audio": args.audio, "asr": args.asr,
+            "analysis_prompt": args.analysis_prompt,
+            "decoding": {"do_sample": args.do_sample, "temperature": args.temperature if args.do_sample else None,
+                         "max_new_tokens": args.max_new_tokens},
+            "frames": {"fps": args.video_fps or "benchmark rule", "max_frames": args.video_max_frames,
+                       "max_pixels": args.video_max_pixels}}
+
+
+def prompt_line(question: Question) -> dict[str, Any]:
+    """One --dump_prompts line: the exact text and media of a question."""
+    record = question.record
+    return {"file": Path(question.source).name, "index": question.index, "system": question.system,
+            "user": question.user, "video": record.video if record.modality != "audio" else None,
+            "audio": record.audio if record.modality == "audio" else None,
+            "use_audio_in_video": record.modality == "video_audio"}
+
+
+def dump_prompts(args: EvalArguments) -> Path:
+    """Write every asked question's prompt as JSON lines (atomically); no model is loaded."""
+    path = Path(args.dump_prompts)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as handle:
+        for question in load_questions(args):
+            handle.write(json.dumps(prompt_line(question), ensure_ascii=False) + "\n")
+    tmp.replace(path)
+    return path
 
 
 def benchmark_fps(num_frames: int) -> float:
@@ -152,12 +271,14 @@ class LockedProcessor:
         return getattr(self._processor, name)
 
 
-def prepare(record: Record, processor, base: DataArguments, fixed_fps: float | None) -> PromptMedia:
-    """Decode one question's media and run the processor, with the benchmark's fps rule for its clip."""
+def prepare(record: Record, processor, base: DataArguments, fixed_fps: float | None,
+            messages: list[dict[str, Any]] | None = None) -> PromptMedia:
+    """Decode one question's media and run the processor, with the benchmark's fps rule for its clip;
+    `messages` is the conversation to ask (default: built from the record with our prompts)."""
     data_args = base
     if record.video and fixed_fps is None:
         data_args = dataclasses.replace(base, video_fps=benchmark_fps(count_frames(record.video)))
-    media, _ = prepare_prompt(record, processor, data_args)
+    media, _ = prepare_prompt(record, processor, data_args, messages)
     return media
 
 
@@ -189,15 +310,21 @@ def read_done(path: Path) -> dict[str, dict[str, Any]]:
     return done
 
 
-def _check_same_run(done: dict[str, dict[str, Any]], label: str, think: bool, path: Path) -> None:
-    """Refuse to mix two models' or prompt styles' answers in one file."""
+def _check_same_run(done: dict[str, dict[str, Any]], label: str, think: bool, path: Path,
+                    setting: dict[str, Any] | None = None) -> None:
+    """Refuse to mix two models', prompt styles' or settings' answers in one file."""
     for row in done.values():
         if row.get("model") != label or row.get("think") != think:
             raise ValueError(f"{path} already holds answers of model {row.get('model')!r} (think="
                              f"{row.get('think')}); this run is {label!r} (think={think}). Use another --out.")
+        if setting is not None and "setting" in row and row["setting"] != setting:
+            diff = sorted(k for k in {*setting, *row["setting"]} if setting.get(k) != row["setting"].get(k))
+            raise ValueError(f"{path} already holds answers asked in another setting (differs in "
+                             f"{', '.join(diff)}). Use another --out.")
 
 
-def result_line(question: Question, prediction: str, label: str, think: bool, error: str | None = None) -> dict:
+def result_line(question: Question, prediction: str, label: str, think: bool, error: str | None = None,
+                setting: dict[str, Any] | None = None) -> dict:
     """The JSON object written for one question (fields read by `hs-rl score`, plus provenance)."""
     record = question.record
     row = {"id": record.id, "task_type": record.task_type, "question_type": record.question_type,
@@ -205,6 +332,8 @@ def result_line(question: Question, prediction: str, label: str, think: bool, er
            "answer": record.answer, "prediction": prediction, "extracted": extract_answer(prediction),
            "model": label, "think": think, "source": question.source, "index": question.index,
            "media": record.video or record.audio}
+    if setting is not None:
+        row["setting"] = setting
     if error is not None:
         row["error"] = error
     return row
@@ -267,14 +396,14 @@ def _prefetch(questions: list[Question], work, workers: int, ahead: int) -> Iter
         pending: list[tuple[Question, Future]] = []
         it = iter(questions)
         for question in it:
-            pending.append((question, pool.submit(work, question.record)))
+            pending.append((question, pool.submit(work, question)))
             if len(pending) >= ahead:
                 break
         while pending:
             yield pending.pop(0)
             nxt = next(it, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(work, nxt.record)))
+                pending.append((nxt, pool.submit(work, nxt)))
 
 
 def _batches(items: Iterator[tuple[Question, Future]], size: int) -> Iterator[list[tuple[Question, Future]]]:
@@ -321,14 +450,19 @@ def evaluate(args: EvalArguments) -> Path:
 
     if not args.data:
         raise ValueError("hs-rl eval: at least one --data benchmark file is required")
+    if args.dump_prompts:
+        return dump_prompts(args)
+    if not args.model or not args.out:
+        raise ValueError("hs-rl eval: --model and --out are required (unless --dump_prompts)")
     if args.batch_size < 1:
         raise ValueError("--batch_size must be at least 1")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     label = _model_label(args)
     questions = load_questions(args)
+    setting = eval_setting(args)
     done = read_done(out)
-    _check_same_run(done, label, args.think, out)
+    _check_same_run(done, label, args.think, out, setting)
     todo = [q for q in questions if q.record.id not in done]
     answered = len(questions) - len(todo)
     if not todo:
@@ -344,8 +478,8 @@ def evaluate(args: EvalArguments) -> Path:
 
     locked = LockedProcessor(processor)
 
-    def work(record: Record) -> PromptMedia:
-        return prepare(record, locked, base, args.video_fps)
+    def work(question: Question) -> PromptMedia:
+        return prepare(question.record, locked, base, args.video_fps, question.messages())
 
     bar = tqdm(total=len(questions), initial=answered, desc="eval", unit="q")
     with open(out, "a", encoding="utf-8") as handle:
@@ -359,12 +493,13 @@ def evaluate(args: EvalArguments) -> Path:
                     message = _failure_message(question, err)
                     logger.warning("question %s: %s", question.record.id, message,
                                    exc_info=not isinstance(err, MediaError))
-                    lines[question.record.id] = result_line(question, "", label, args.think, error=message)
+                    lines[question.record.id] = result_line(question, "", label, args.think, error=message,
+                                                           setting=setting)
             if ready:
                 tokens = _generate_safely(thinker, [media for _, media in ready], gen_config)
                 texts = processor.batch_decode(tokens, skip_special_tokens=True)
                 for (question, _), text in zip(ready, texts):
-                    lines[question.record.id] = result_line(question, text, label, args.think)
+                    lines[question.record.id] = result_line(question, text, label, args.think, setting=setting)
             append_lines(handle, [lines[q.record.id] for q, _ in batch])
             bar.update(len(batch))
     bar.close()
@@ -376,9 +511,12 @@ def run_eval(args: EvalArguments) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         out = evaluate(args)
-    except (ConvertError, FileNotFoundError, ValueError) as err:
+    except (ConvertError, FileNotFoundError, ValueError) as err:  # PromptSourceError is a ValueError
         print(f"hs-rl eval: {err}")
         return 1
+    if args.dump_prompts:
+        print(f"prompts written to {out} (no model loaded)")
+        return 0
     print(f"results written to {out}")
     print(f"score them with: hs-rl score {out} --out {out.with_suffix('')}_scores")
     return 0

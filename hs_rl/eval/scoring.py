@@ -3,11 +3,17 @@
 Reads our results JSONL (`id`, `task_type`, `question_type`, `options`, `answer`, `prediction`) and the
 upstream HumanSense result files (the benchmark JSON with each model's answer stored in the question
 dicts under the model's name). Every answer is scored by `hs_rl.data.answers`, the same code as the reward.
+
+Each column is labelled with the setting its answers were asked in (the `setting` our results lines record;
+for upstream files, the flags eval.sh writes into the file name). The paper's Qwen2.5-Omni-7B column is
+printed only when some column was asked as the paper did (the benchmark's own prompts, no think, audio on, no
+ASR or analysis prompt, greedy); otherwise it is left out with a note saying why.
 """
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +31,10 @@ SCORING_NOTE = (
     "numbers exceed 9. It also left Abnormal_Recognition out; it is scored here. Multi-choice: a correct "
     "strict subset earns 0.5, so `correct` may be fractional."
 )
+
+PAPER_SETTING_TEXT = "benchmark prompts, no-think, audio on, greedy (paper Table 1)"
+# What a setting must say to be compared with the paper's Table 1 column.
+PAPER_SETTING = {"prompts": "benchmark", "think": False, "audio": True, "asr": False, "analysis_prompt": False}
 
 # Fields of an upstream question dict that are data, not a model's answer.
 KNOWN_QUESTION_FIELDS = frozenset({
@@ -131,6 +141,74 @@ def _load_ours(rows: Iterable[tuple[str, dict[str, Any]]]) -> list[Item]:
             for where, row in rows]
 
 
+def _upstream_setting(path: str) -> dict[str, Any]:
+    """The benchmark's own output file: flags from the suffixes its eval.sh appends (_audio, _think, _asr)."""
+    stem = Path(path).stem
+    flags = set(re.findall(r"_(audio|think|asr)(?=_|$)", stem))
+    return {"prompts": "benchmark", "prompt_source": "upstream output (flags read from the file name)",
+            "think": "think" in flags, "audio": "audio" in flags, "asr": "asr" in flags, "analysis_prompt": False,
+            "decoding": {"do_sample": False}}
+
+
+def result_setting(path: str | Path) -> dict[str, Any] | None:
+    """The setting a results file was asked in: ours from its lines (None when they record none, or
+    {"mixed": [...]} when lines disagree); an upstream file's from its name."""
+    path = str(path)
+    text = Path(path).read_text(encoding="utf-8")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        data = None
+    if isinstance(data, dict):
+        data = [data]
+    if isinstance(data, list) and data and all(isinstance(e, dict) and "questions" in e for e in data):
+        return _upstream_setting(path)
+    rows = data if isinstance(data, list) else [row for _, row in iter_jsonl(path)]
+    settings = list({json.dumps(row.get("setting"), sort_keys=True): row.get("setting") for row in rows
+                     if isinstance(row, dict)}.values())
+    if len(settings) > 1:
+        return {"mixed": settings}
+    return settings[0] if settings else None
+
+
+def paper_mismatch(setting: dict[str, Any] | None) -> list[str]:
+    """Why a column cannot be set beside the paper's Table 1 (empty when it can)."""
+    if not setting:
+        return ["its results record no setting"]
+    if "mixed" in setting:
+        return ["its lines were asked in different settings"]
+    reasons = [f"{key}={setting.get(key)!r} (paper: {want!r})" for key, want in PAPER_SETTING.items()
+               if setting.get(key) != want]
+    if (setting.get("decoding") or {}).get("do_sample"):
+        reasons.append("sampled decoding (paper: greedy)")
+    return reasons
+
+
+def describe_setting(setting: dict[str, Any] | None) -> str:
+    """A short human label: prompts (+ version), think, audio, asr/analysis, decoding, frames."""
+    if not setting:
+        return "setting not recorded"
+    if "mixed" in setting:
+        return "mixed settings"
+    prompts = "benchmark prompts" if setting.get("prompts") == "benchmark" else "hs-rl prompts"
+    if setting.get("prompt_version"):
+        prompts += f" {setting['prompt_version']}"
+    parts = [prompts, "think" if setting.get("think") else "no-think",
+             "audio on" if setting.get("audio", True) else "audio off"]
+    parts += [name for name in ("asr", "analysis_prompt") if setting.get(name)]
+    decoding = setting.get("decoding") or {}
+    parts.append("sampled" if decoding.get("do_sample") else "greedy")
+    if decoding.get("max_new_tokens"):
+        parts.append(f"{decoding['max_new_tokens']} new tokens")
+    frames = setting.get("frames") or {}
+    if frames:
+        fps = frames.get("fps")
+        parts.append(f"{'fps rule' if fps == 'benchmark rule' else f'{fps} fps'}, ≤{frames.get('max_frames')} frames")
+    if setting.get("prompt_source") and str(setting["prompt_source"]).startswith("upstream"):
+        parts.append("upstream file")
+    return ", ".join(parts)
+
+
 def load_results(path: str | Path, model: str | None = None) -> tuple[list[Item], str | None]:
     """Score every question of a results file (ours or upstream); returns items and the upstream key."""
     path = str(path)
@@ -222,26 +300,37 @@ def _task_order(models: dict[str, dict[str, Any]]) -> list[tuple[str, str, str]]
     return sorted(rows, key=lambda r: (tiers[r[0]], order.get(r[1], len(order)), r[2]))
 
 
+def show_paper(models: dict[str, dict[str, Any]]) -> bool:
+    """The paper's column is printed only when some column was asked in the paper's setting."""
+    return any(not scores.get("paper_mismatch") for scores in models.values())
+
+
 def render_markdown(models: dict[str, dict[str, Any]]) -> str:
-    """Side-by-side Markdown: task rows grouped by tier, one column per model, plus the paper baseline."""
+    """Side-by-side Markdown: task rows grouped by tier, one column per model, each labelled with its setting,
+    plus the paper baseline when a column's setting matches the paper's."""
     labels = list(models)
-    head = "| Tier | Task | task_type | Paper (Qwen2.5-Omni-7B) | " + " | ".join(labels) + " |"
-    rule = "|" + "---|" * (4 + len(labels))
-    lines = ["# HumanSense scores", "", SCORING_NOTE, "", head, rule]
+    paper = show_paper(models)
+    pad = "| " if paper else ""  # the paper column's cell, present only when it is shown
+    head = "| Tier | Task | task_type | " + ("Paper (Qwen2.5-Omni-7B) | " if paper else "") + " | ".join(labels) + " |"
+    rule = "|" + "---|" * (3 + paper + len(labels))
+    setting_row = ("| | *setting* | | " + (f"{PAPER_SETTING_TEXT} | " if paper else "")
+                   + " | ".join(describe_setting(models[m].get("setting")) for m in labels) + " |")
+    lines = ["# HumanSense scores", "", SCORING_NOTE, "", head, rule, setting_row]
     rows = _task_order(models)
     for tier in dict.fromkeys(r[0] for r in rows):
         for _, abbrev, task_type in (r for r in rows if r[0] == tier):
             info = task_info(task_type)
-            base = f"{info.baseline:.3f}" if info and info.baseline is not None else "–"
+            base = f"{info.baseline:.3f} | " if info and info.baseline is not None else "– | "
             cells = [_fmt(models[m]["tasks"].get(task_type)) for m in labels]
-            lines.append(f"| {tier} | {abbrev} | `{task_type}` | {base} | " + " | ".join(cells) + " |")
+            lines.append(f"| {tier} | {abbrev} | `{task_type}` | " + (base if paper else "")
+                         + " | ".join(cells) + " |")
         cells = [_fmt(models[m]["tiers"].get(tier)) for m in labels]
-        lines.append(f"| **{tier}** | **all** | | | " + " | ".join(cells) + " |")
+        lines.append(f"| **{tier}** | **all** | | {pad}" + " | ".join(cells) + " |")
     base_avg = paper_avg_baseline()
     avgs = [f"{models[m]['paper_avg']:.3f}" if models[m]["paper_avg"] is not None else "–" for m in labels]
-    lines.append(f"| | **Paper Avg. (13 video tasks)** | | {base_avg:.3f} | " + " | ".join(avgs) + " |"
-                 if base_avg is not None else "| | **Paper Avg.** | | – | " + " | ".join(avgs) + " |")
-    lines.append("| | **All questions** | | | " + " | ".join(_fmt(models[m]["all"]) for m in labels) + " |")
+    base_cell = (f"{base_avg:.3f} | " if base_avg is not None else "– | ") if paper else ""
+    lines.append("| | **Paper Avg. (13 video tasks)** | | " + base_cell + " | ".join(avgs) + " |")
+    lines.append(f"| | **All questions** | | {pad}" + " | ".join(_fmt(models[m]["all"]) for m in labels) + " |")
     lines += ["", "## By question type", "", "| question_type | " + " | ".join(labels) + " |",
               "|" + "---|" * (1 + len(labels))]
     for qtype in QUESTION_TYPES:
@@ -249,7 +338,13 @@ def render_markdown(models: dict[str, dict[str, Any]]) -> str:
             lines.append(f"| {qtype} | " + " | ".join(_fmt(models[m]["question_types"].get(qtype))
                                                        for m in labels) + " |")
     notes = []
+    if not paper:
+        notes.append(f"- The paper's Qwen2.5-Omni-7B column is left out: no column was asked in its setting "
+                     f"({PAPER_SETTING_TEXT}; `hs-rl eval --prompt_source HumanSense_bench/src --no_think`).")
     for m in labels:
+        if paper and models[m].get("paper_mismatch"):
+            notes.append(f"- {m}: not the paper's setting ({'; '.join(models[m]['paper_mismatch'])}): do not "
+                         "compare it with the paper column")
         if models[m]["paper_avg_missing"]:
             notes.append(f"- {m}: Paper Avg. over {len(models[m]['paper_avg_tasks'])} of 13 tasks "
                          f"(missing: {', '.join(models[m]['paper_avg_missing'])})")
@@ -278,9 +373,9 @@ def plot_tasks(models: dict[str, dict[str, Any]], path: str | Path) -> None:
     for k, label in enumerate(labels):
         heights = [(models[label]["tasks"].get(t) or {}).get("accuracy") or 0.0 for _, _, t in rows]
         xs = [n - 0.4 + width * (k + 0.5) for n in range(len(rows))]
-        ax.bar(xs, heights, width=width, label=label)
+        ax.bar(xs, heights, width=width, label=f"{label} ({describe_setting(models[label].get('setting'))})")
     labelled = False
-    for n, (_, _, task_type) in enumerate(rows):
+    for n, (_, _, task_type) in enumerate(rows if show_paper(models) else []):
         info = task_info(task_type)
         if info and info.baseline is not None:
             ax.hlines(info.baseline, n - 0.42, n + 0.42, colors="black", linewidth=1.5,
@@ -329,6 +424,8 @@ def score_files(args: ScoreArguments) -> dict[str, Any]:
         items, used = load_results(path, key)
         scores = score_items(items)
         scores["source"] = str(path)
+        scores["setting"] = result_setting(path)
+        scores["paper_mismatch"] = paper_mismatch(scores["setting"])
         if used is not None:
             scores["model_key"] = used
         models[label] = scores
@@ -350,6 +447,9 @@ def run_score(args: ScoreArguments) -> int:
         overall = scores["all"]["accuracy"]
         print(f"{label or args.results[0]}: all {overall if overall is None else round(overall, 4)} "
               f"({scores['all']['total']} questions), paper avg "
-              f"{'–' if avg is None or math.isnan(avg) else round(avg, 4)}")
+              f"{'–' if avg is None or math.isnan(avg) else round(avg, 4)} "
+              f"[{describe_setting(scores.get('setting'))}]")
+        if scores.get("paper_mismatch"):
+            print(f"  not comparable with the paper's Table 1: {'; '.join(scores['paper_mismatch'])}")
     print(f"report written to {args.out}")
     return 0

@@ -23,6 +23,9 @@ class DataArguments:
     dataset: str | None = field(default=None, metadata={"help": "Records JSONL (or a HumanSense training JSON)."})
     system_prompt: str | None = field(default=DEFAULT_SYSTEM_PROMPT, metadata={"help": "System turn; '' for none."})
     think: bool = field(default=True, metadata={"help": "Ask for <think>…</think><answer>…</answer>."})
+    prompt_source: str | None = field(default=None, metadata={
+        "help": "HumanSense_bench/src of the benchmark code: train on its system and user text (its think "
+                "templates with think: true) instead of ours; system_prompt is then unused."})
     video_fps: float = field(default=_VIDEO.fps, metadata={"help": "Frames sampled per second of video."})
     video_min_frames: int = field(default=_VIDEO.min_frames, metadata={"help": "Fewest frames per clip."})
     video_max_frames: int = field(default=_VIDEO.max_frames, metadata={"help": "Most frames per clip."})
@@ -36,6 +39,12 @@ class DataArguments:
     max_prompt_length: int | None = field(
         default=None, metadata={"help": "Longest prompt in tokens, media included; never cut through media."})
     over_long_prompts: str = field(default="error", metadata={"help": "error | skip (replaced, counted, warned)."})
+
+    def __post_init__(self):
+        if self.prompt_source:  # a missing or unreadable checkout is an error now, not in a DataLoader worker
+            from hs_rl.data.benchmark_prompts import load_prompt_source
+
+            load_prompt_source(self.prompt_source)
 
     def video_sampling(self) -> VideoSampling:
         """The media module's sampling rules from these options."""
