@@ -5,6 +5,11 @@ A stage runs as its own `hs-rl train` process (optionally under a launcher such 
 a done stage (final model exported and verified, `STAGE_DONE.json` written last) is skipped, an unfinished one
 resumes from its newest complete checkpoint (`resume_from_checkpoint: auto`).
 
+While a stage runs, its output goes to `OUTPUT_DIR/NAME/train.log`; the console shows one live progress line per
+stage, read from the stage's `progress.json` (hs_rl.progress), and a failed stage's last log lines. The pipeline
+writes `OUTPUT_DIR/pipeline.json` (the stages in order) and `STAGE_FAILED.json` in a stage that failed, so that
+`hs-rl status OUTPUT_DIR` can tell every stage's state from the files alone.
+
 Overrides: `--override KEY=VALUE` applies to every stage, `--override STAGE.KEY=VALUE` to one; KEY is any
 option of `hs-rl train` (a stage YAML key), VALUE is passed on as written (space-separated for lists).
 """
@@ -25,10 +30,15 @@ import yaml
 
 from hs_rl.grpo.checkpoints import fsync_write
 from hs_rl.grpo.export import FINAL_DIR, is_exported
+from hs_rl.progress import StageConsole, write_json_atomic
 
 logger = logging.getLogger(__name__)
 
 DONE = "STAGE_DONE.json"
+FAILED = "STAGE_FAILED.json"  # the stage's last run under the pipeline exited non-zero (removed when it restarts)
+PIPELINE_RECORD = "pipeline.json"  # OUTPUT_DIR/pipeline.json: the stage names in order, for `hs-rl status`
+LOG = "train.log"
+TAIL_LINES = 20  # log lines shown on the console when a stage fails
 
 
 @dataclass
@@ -49,6 +59,9 @@ class PipelineArguments:
         "help": "Command a stage runs under, e.g. 'accelerate launch --config_file launch/zero3.yaml' or "
                 "'torchrun --nproc_per_node 8'; default: the pipeline's launcher, else this Python."})
     dry_run: bool = field(default=False, metadata={"help": "Print each stage's command without running it."})
+    progress_interval: float = field(default=30.0, metadata={
+        "help": "Seconds between plain progress lines when the console is not a terminal (a terminal gets a live "
+                "bar); 0 prints every step."})
 
 
 @dataclass
@@ -188,6 +201,51 @@ def run_stage_eval(stage: StageSpec, stage_dir: Path, root: Path, evaluated: lis
                              labels=[name for name, _ in evaluated]))
 
 
+def log_tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
+    """The last lines of a log (read from its end, so a huge log costs nothing)."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            handle.seek(max(0, handle.tell() - 64 * 1024))
+            text = handle.read().decode("utf-8", errors="replace")
+    except OSError:
+        return []
+    return text.splitlines()[-lines:]
+
+
+def run_stage_process(name: str, command: list[str], stage_dir: Path, interval: float) -> int:
+    """Run one stage with its output in `train.log`, showing its progress line until it exits."""
+    (stage_dir / FAILED).unlink(missing_ok=True)
+    console = StageConsole(name, stage_dir, interval=interval)
+    with open(stage_dir / LOG, "a", encoding="utf-8") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   env=os.environ.copy())
+        try:
+            while process.poll() is None:
+                console.poll()
+                time.sleep(0.5)
+        except BaseException:  # Ctrl-C reaches the stage too (same process group): let it stop, then stop
+            process.wait()
+            console.close()
+            raise
+    console.close()
+    return process.returncode
+
+
+def report_failure(name: str, stage_dir: Path, code: int, reason: str | None = None) -> None:
+    """Say where a failed stage's log is, show its last lines, and leave STAGE_FAILED.json for `hs-rl status`."""
+    log = stage_dir / LOG
+    tail = log_tail(log)
+    reason = reason or f"exit {code}"
+    write_json_atomic(stage_dir / FAILED, {"stage": name, "exit_code": code, "reason": reason, "time": time.time(),
+                                           "log": str(log), "log_tail": tail})
+    print(f"[{name}] failed ({reason}); last lines of {log}:", flush=True)
+    for line in tail:
+        print(f"    {line}")
+    print(f"[{name}] full log: {log}. Run the same command again to resume from its newest complete checkpoint.",
+          flush=True)
+
+
 def run_pipeline(args: PipelineArguments) -> int:
     """Run (or resume) the selected stages; each starts from the previous stage's verified final model."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
@@ -201,6 +259,9 @@ def run_pipeline(args: PipelineArguments) -> int:
     selected = select_stages(spec, args.from_stage, args.only)
     launcher = _launcher_words(args, spec)
     evaluated: list[tuple[str, Path]] = []
+    if not args.dry_run:
+        root.mkdir(parents=True, exist_ok=True)
+        write_json_atomic(root / PIPELINE_RECORD, {"pipeline": str(args.pipeline), "stages": names})
     for index in selected:
         stage = spec.stages[index]
         stage_dir = root / stage.name
@@ -231,14 +292,13 @@ def run_pipeline(args: PipelineArguments) -> int:
         if args.dry_run:
             continue
         stage_dir.mkdir(parents=True, exist_ok=True)
-        with open(stage_dir / "train.log", "a", encoding="utf-8") as log:
-            result = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
-        if result.returncode != 0:
-            print(f"[{stage.name}] failed (exit {result.returncode}); see {stage_dir / 'train.log'}. "
-                  f"Run the same command again to resume from its newest complete checkpoint.")
-            return result.returncode or 1
+        code = run_stage_process(stage.name, command, stage_dir, args.progress_interval)
+        if code != 0:
+            report_failure(stage.name, stage_dir, code)
+            return code if code > 0 else 1
         if not is_exported(stage_dir / FINAL_DIR):
-            print(f"[{stage.name}] finished without a verified final model in {stage_dir / FINAL_DIR}")
+            report_failure(stage.name, stage_dir, code, f"finished without a verified final model in "
+                                                        f"{stage_dir / FINAL_DIR}")
             return 1
         mark_done(stage_dir, stage, model_in or "")
         print(f"[{stage.name}] done: {stage_dir / FINAL_DIR}", flush=True)

@@ -17,6 +17,8 @@ Hooks overridden, and why:
   (hs_rl.grpo.prefix_sharing).
 - `_save_checkpoint`, `_load_from_checkpoint`, `_get_train_sampler`: completion markers, a resume that really
   loads the weights, per-epoch data order (see hs_rl.grpo.checkpoints for why each is needed).
+A `ProgressRecorder` callback (hs_rl.grpo.progress_recorder) keeps OUTPUT_DIR/progress.json current for the
+console and `hs-rl status`.
 Everything else (advantages, loss types, KL, clipping, PEFT, logging) is TRL's, unchanged.
 """
 from __future__ import annotations
@@ -38,6 +40,7 @@ from hs_rl.grpo.checkpoints import epoch_seeded, load_saved_weights, loads_plain
 from hs_rl.grpo.generation import generate_rows
 from hs_rl.grpo.omni_inputs import PromptMedia, embed_rows, rope_positions, thinker_of
 from hs_rl.grpo.prefix_sharing import shared_prefix_logps, unsafe_reason
+from hs_rl.grpo.progress_recorder import ProgressRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +93,8 @@ class OmniGRPOTrainer(GRPOTrainer):
         self.reward_error_counts: dict[str, int] = {}
         # rotation happens after the completion marker (hs_rl.grpo.checkpoints.mark_complete), not in the Trainer
         self.checkpoint_limit, self.args.save_total_limit = self.args.save_total_limit, None
+        # OUTPUT_DIR/progress.json for the pipeline's console and `hs-rl status` (rank 0 writes it)
+        self.add_callback(ProgressRecorder(self.args.output_dir))
 
     # ---- checkpoints (hs_rl.grpo.checkpoints) -----------------------------------------------------------------
     def _save_checkpoint(self, model, trial):
