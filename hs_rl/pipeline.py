@@ -236,7 +236,7 @@ def report_failure(name: str, stage_dir: Path, code: int, reason: str | None = N
     """Say where a failed stage's log is, show its last lines, and leave STAGE_FAILED.json for `hs-rl status`."""
     log = stage_dir / LOG
     tail = log_tail(log)
-    reason = reason or f"exit {code}"
+    reason = reason or (f"killed by signal {-code}" if code < 0 else f"exit {code}")
     write_json_atomic(stage_dir / FAILED, {"stage": name, "exit_code": code, "reason": reason, "time": time.time(),
                                            "log": str(log), "log_tail": tail})
     print(f"[{name}] failed ({reason}); last lines of {log}:", flush=True)

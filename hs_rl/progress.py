@@ -1,7 +1,7 @@
 """Where a stage is: rank 0 keeps `OUTPUT_DIR/progress.json` up to date; the pipeline and `hs-rl status` read it.
 
-The trainer side is a transformers `TrainerCallback` (hs_rl.grpo.progress_recorder, added by OmniGRPOTrainer): on the
-world's process zero only, it rewrites one small JSON record atomically (temporary file, then rename) at every
+The trainer side is a transformers `TrainerCallback` (hs_rl.grpo.progress_recorder, added by OmniGRPOTrainer):
+on the world's process zero only, it rewrites one small JSON record atomically (temporary file, then rename) at every
 optimizer step and logging event, and a daemon thread refreshes its `updated` time every `heartbeat_s` seconds
 while the process lives. The record holds the step and total, the newest logged metrics (reward means, KL, …), a
 recent time per step, and who writes it (host, pid). Readers never need the process: only the file, so they work

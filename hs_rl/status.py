@@ -29,9 +29,9 @@ from typing import Any
 
 from hs_rl.grpo.checkpoints import checkpoints, newest_complete_checkpoint
 from hs_rl.grpo.export import FINAL_DIR, is_exported
-from hs_rl.progress import describe, format_duration, heartbeat_age, is_alive, read_progress
+from hs_rl.pipeline import DONE, FAILED, LOG, PIPELINE_RECORD
+from hs_rl.progress import PROGRESS_FILE, describe, format_duration, heartbeat_age, is_alive, read_progress
 
-DONE, FAILED, PIPELINE_RECORD, LOG = "STAGE_DONE.json", "STAGE_FAILED.json", "pipeline.json", "train.log"
 CURVES = Path("report") / "curves.png"  # written by `hs-rl plot`
 
 
@@ -68,7 +68,7 @@ def _read_json(path: Path) -> dict[str, Any] | None:
 
 def _looks_like_stage(folder: Path) -> bool:
     return folder.is_dir() and (any((folder / name).exists() for name in
-                                    ("progress.json", DONE, FAILED, LOG, FINAL_DIR, "log_history.json"))
+                                    (PROGRESS_FILE, DONE, FAILED, LOG, FINAL_DIR, "log_history.json"))
                                 or bool(checkpoints(folder)))
 
 
@@ -143,7 +143,9 @@ def _explain(status: StageStatus, failed: dict[str, Any] | None, exported: bool,
         age = format_duration(heartbeat_age(record, now))
         who = f"host {record['host']}, pid {record['pid']}"
         if status.state in ("running", "exporting"):
-            details.append(f"{who}; last heartbeat {age} ago")
+            last_step = (f"; last step {format_duration(now - float(record['step_at']))} ago"
+                         if record.get("step_at") else "")
+            details.append(f"{who}; last heartbeat {age} ago{last_step}")
         elif status.state == "interrupted":
             details.append(f"stopped: no live writer ({who}; last heartbeat {age} ago)")
     newest = newest_complete_checkpoint(folder)

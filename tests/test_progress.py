@@ -168,6 +168,10 @@ def test_status_of_a_folder_without_a_run(tmp_path, capsys):
     assert code == 1 and f"no run in {tmp_path}" in text and "output_dir" in text
     code, text = status_text(capsys, tmp_path / "nowhere")
     assert code == 1 and "does not exist" in text
+    from hs_rl.cli import main
+
+    assert main(["status", str(tmp_path), "--interval", "1"]) == 1  # the command line: positional folder
+    assert f"no run in {tmp_path}" in capsys.readouterr().out
 
 
 def test_liveness_without_a_process_table():
@@ -209,3 +213,36 @@ def test_terminal_gets_a_live_bar(tmp_path):
     assert frames[0] == ("stage2_audio  step 120/400  ▕███░░░░░░░▏ 30 %  reward 0.61  acc 0.55  fmt 0.98  "
                          "kl 0.012  2.1 s/step  ETA 9m48s")
     assert frames[-1].startswith("stage2_audio  step 121/400  ▕███░░░░░░░▏ 30 %")
+
+
+def test_recorder_writes_rank0_record(tmp_path):
+    """The callback's record through a run's events, as transformers calls them, and an exit mid-training."""
+    from transformers import TrainerControl, TrainerState
+
+    from hs_rl.progress import read_progress
+    from hs_rl.grpo.progress_recorder import ProgressRecorder
+
+    recorder = ProgressRecorder(tmp_path / "stage", heartbeat_s=0.05)
+    state, control = TrainerState(max_steps=4, global_step=2), TrainerControl()  # resumed at step 2
+    other = TrainerState(max_steps=4, global_step=2, is_world_process_zero=False)
+    ProgressRecorder(tmp_path / "other").on_train_begin(None, other, control)
+    assert not (tmp_path / "other").exists()  # ranks other than 0 write nothing
+    recorder.on_train_begin(None, state, control)
+    try:
+        record = read_progress(tmp_path / "stage")
+        assert (record["state"], record["step"], record["start_step"], record["max_steps"]) == ("training", 2, 2, 4)
+        assert record["pid"] == os.getpid() and record["host"] == socket.gethostname()
+        time.sleep(0.3)
+        assert read_progress(tmp_path / "stage")["updated"] > record["updated"]  # the heartbeat
+        state.global_step = 3
+        recorder.on_step_end(None, state, control)
+        recorder.on_log(None, state, control, logs={"reward": 0.5, "rewards/format_reward/mean": 1.0, "kl": 0.01})
+        record = read_progress(tmp_path / "stage")
+        assert record["step"] == 3 and record["metrics"]["reward"] == 0.5 and record["step_time_s"] >= 0.3
+        recorder._at_exit()  # what atexit runs when the process ends before on_train_end
+        assert read_progress(tmp_path / "stage")["state"] == "failed"
+    finally:
+        import atexit
+
+        recorder._stop.set()
+        atexit.unregister(recorder._at_exit)
