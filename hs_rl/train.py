@@ -186,5 +186,25 @@ def main(argv: list[str] | None = None) -> int:
     return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
 
 
+STAGES_ENV = "HS_RL_STAGES"  # folder of the stage YAMLs the launch/stage*.sh scripts read (default `stages`)
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def stage_file(name: str) -> Path:
+    """`$HS_RL_STAGES/name` (default `stages/name`): relative to the working directory, else to the checkout."""
+    folder = Path(os.environ.get(STAGES_ENV) or "stages")
+    candidates = [folder / name] if folder.is_absolute() else [folder / name, REPOSITORY / folder / name]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"stage YAML {name} not found in {' or '.join(str(c.parent) for c in candidates)} "
+                            f"(set {STAGES_ENV} to the folder of your stage YAMLs)")
+
+
+def stage_main(name: str, argv: list[str]) -> int:
+    """What `accelerate launch launch/stage1.sh …` runs in every process: `hs-rl train $HS_RL_STAGES/name …`."""
+    return main([str(stage_file(name)), *argv])
+
+
 if __name__ == "__main__":
     sys.exit(main())
