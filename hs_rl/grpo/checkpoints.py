@@ -103,10 +103,14 @@ def discard_incomplete(output_dir: str | Path) -> list[Path]:
     return removed
 
 
-def rotate(output_dir: str | Path, limit: int | None, keep: str | Path | None = None) -> list[Path]:
-    """Keep the newest `limit` complete checkpoints (and `keep`, the best one); drop older incomplete leftovers.
+def rotate(output_dir: str | Path, limit: int | None, keep: str | Path | None = None,
+           saved: str | Path | None = None) -> list[Path]:
+    """Keep the newest `limit` complete checkpoints, `keep` (the best one) and `saved` (the one just marked);
+    drop older incomplete leftovers.
 
-    Runs after the marker is written, so the checkpoint just saved is always among the kept ones.
+    Runs after the marker is written. `saved` is never deleted, even when higher-numbered checkpoints of
+    another run share the folder (a fresh run into such a folder is refused, see `refuse_foreign_checkpoints`,
+    unless the user chose to overwrite them).
     """
     found = checkpoints(output_dir)
     complete = [p for _, p in found if is_complete(p)]
@@ -116,14 +120,34 @@ def rotate(output_dir: str | Path, limit: int | None, keep: str | Path | None = 
     doomed = [p for s, p in found if not is_complete(p) and s < newest_step]
     if limit is not None and limit > 0:
         doomed += complete[: max(0, len(complete) - limit)]
-    keep_path = Path(keep).resolve() if keep else None
+    kept = {complete[-1].resolve()} | {Path(p).resolve() for p in (keep, saved) if p}
     removed = []
     for path in doomed:
-        if path == complete[-1] or (keep_path is not None and path.resolve() == keep_path):
+        if path.resolve() in kept:
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
+
+
+def refuse_foreign_checkpoints(output_dir: str | Path, resume: str | None, overwrite: bool) -> list[Path]:
+    """A fresh run (nothing to resume) into a folder holding complete checkpoints of an earlier run is refused.
+
+    Its first save would sit below them: rotation would weigh it against them and `auto` would later resume
+    the stale newest one. With `overwrite` they are the checkpoints to delete (returned; the caller deletes
+    them on the main process).
+    """
+    if resume is not None:
+        return []
+    complete = [p for _, p in checkpoints(output_dir) if is_complete(p)]
+    if not complete or overwrite:
+        return complete
+    names = ", ".join(p.name for p in complete)
+    raise FileExistsError(
+        f"{output_dir} holds complete checkpoint(s) of an earlier run ({names}) and this run starts fresh "
+        f"(resume_from_checkpoint: none). Choose one: continue that run with --resume_from_checkpoint auto (or "
+        f"a checkpoint's path); start afresh in another --output_dir; or delete them with --overwrite_output_dir "
+        f"true.")
 
 
 def check_generation_cycle(config) -> None:
@@ -173,7 +197,7 @@ def mark_complete(trainer, trial) -> None:
             "global_step": trainer.state.global_step, "epoch": trainer.state.epoch,
             "processes": trainer.accelerator.num_processes, "time": time.time(),
         }) + "\n")
-        rotate(run_dir, trainer.checkpoint_limit, trainer.state.best_model_checkpoint)
+        rotate(run_dir, trainer.checkpoint_limit, trainer.state.best_model_checkpoint, saved=folder)
     trainer.accelerator.wait_for_everyone()
 
 

@@ -70,6 +70,12 @@ class OmniGRPOConfig(GRPOConfig):
         default=True, metadata={"help": "Run a group's prompt once in the log-prob/loss forwards and reuse its KV "
                                         "cache for the group's completions (exact; off automatically with gradient "
                                         "checkpointing, ZeRO-3 or PEFT)."})
+    keep_adapter: bool = field(
+        default=False, metadata={"help": "LoRA (use_peft): also keep the adapter in OUTPUT_DIR/final_adapter; final/ "
+                                         "always holds the merged model."})
+    overwrite_output_dir: bool = field(
+        default=False, metadata={"help": "A fresh run into an output_dir holding complete checkpoints of an earlier "
+                                         "run deletes them (otherwise it is refused, naming them)."})
     run_all_towers: bool | None = field(
         default=None, metadata={"help": "Run both encoders in every forward (needed by ZeRO-3; auto by default)."})
 

@@ -15,8 +15,9 @@ Hooks overridden, and why:
 - `_get_per_token_logps_and_entropies`: the forward pass with each row's media, chunked like TRL's; with
   `shared_prefix` (default) a group's prompt runs once and its KV cache serves the group's completions
   (hs_rl.grpo.prefix_sharing).
-- `_save_checkpoint`, `_load_from_checkpoint`, `_get_train_sampler`: completion markers, a resume that really
-  loads the weights, per-epoch data order (see hs_rl.grpo.checkpoints for why each is needed).
+- `_save_checkpoint`, `_load_from_checkpoint`, `_load_best_model`, `_get_train_sampler`, `_run_epoch`: completion
+  markers, a resume (and best-model load) that really loads the weights, per-epoch data order under any
+  sampler wrapping, no extra step on a re-run (see hs_rl.grpo.checkpoints for why each is needed).
 A `ProgressRecorder` callback (hs_rl.grpo.progress_recorder) keeps OUTPUT_DIR/progress.json current for the
 console and `hs-rl status`.
 Everything else (advantages, loss types, KL, clipping, PEFT, logging) is TRL's, unchanged.
@@ -108,7 +109,34 @@ class OmniGRPOTrainer(GRPOTrainer):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def _get_train_sampler(self, dataset=None):
-        return epoch_seeded(super()._get_train_sampler(dataset))
+        self._epoch_sampler = epoch_seeded(super()._get_train_sampler(dataset))
+        return self._epoch_sampler
+
+    def _run_epoch(self, *args, **kwargs):
+        """Seed the sampler with the epoch itself, and train nothing once the run's last step is done.
+
+        After a resume, accelerate wraps the sampler as SkipBatchSampler → BatchSamplerShard → BatchSampler →
+        RepeatSampler and neither its nor the Trainer's `set_epoch` reaches that deep: with several processes
+        a run resumed in epoch ≥ 1 would replay epoch 0's order. A run resumed from its last checkpoint (a
+        re-run that only has the export left) would otherwise train one step more than asked.
+        """
+        epoch = kwargs["epoch"] if "epoch" in kwargs else args[1]
+        if self.state.global_step >= self.state.max_steps:
+            logger.info("step %d of %d: nothing left to train", self.state.global_step, self.state.max_steps)
+            return None
+        sampler = getattr(self, "_epoch_sampler", None)
+        if sampler is not None and hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        return super()._run_epoch(*args, **kwargs)
+
+    def _load_best_model(self):
+        best = self.state.best_model_checkpoint
+        if best is not None and loads_plain_weights(self, None, best):  # HF's raw load would match no name
+            logger.info("loading the best model, %s (%s = %s)", best, self.args.metric_for_best_model,
+                        self.state.best_metric)
+            load_saved_weights(self.model, Path(best))
+        else:
+            super()._load_best_model()
 
     # ---- batch bookkeeping -------------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
