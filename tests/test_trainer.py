@@ -175,3 +175,23 @@ def test_mask_truncated_completions_masks_the_loss(tiny_model, records, tmp_path
                 truncated += 1
                 assert mask.sum() == 0, "a truncated completion still counts in the loss"
     assert truncated, "no completion hit max_completion_length: the check above never ran"
+
+
+def test_trainable_encoders_build_no_graph_in_no_grad_passes(tiny_model, records, sample_data):
+    """With trainable towers (use_cache=False) the encoders follow the caller: a graph for the loss forward,
+    none inside TRL's no-grad log-prob passes and generation (a throwaway graph there costs activation memory)."""
+    from hs_rl.config import DataArguments
+    from hs_rl.dataset import prepare_prompt
+    from hs_rl.model import freeze_encoders, load_processor, load_thinker
+    from hs_rl.omni_inputs import encode_media
+
+    thinker = load_thinker(tiny_model["full"])
+    freeze_encoders(thinker, vision=False, audio=False)
+    processor = load_processor(tiny_model["full"])
+    data_args = DataArguments(video_max_frames=4, video_max_pixels=25088, video_min_pixels=3136)
+    rows = [prepare_prompt(r, processor, data_args)[0] for r in records if r.modality == "video_audio"][:1]
+    with torch.no_grad():
+        encoded, _ = encode_media(thinker, rows, use_cache=False, run_all_towers=True)
+    assert all(not t.requires_grad and t.grad_fn is None for e in encoded for t in e.values())
+    encoded, _ = encode_media(thinker, rows, use_cache=False, run_all_towers=True)
+    assert {"video", "audio"} <= set(encoded[0]) and all(t.requires_grad for t in encoded[0].values())

@@ -118,8 +118,11 @@ def rotate(output_dir: str | Path, limit: int | None, keep: str | Path | None = 
         return []
     newest_step = int(_CHECKPOINT.match(complete[-1].name).group(1))
     doomed = [p for s, p in found if not is_complete(p) and s < newest_step]
+    saved_path = Path(saved).resolve() if saved else None
+    # the checkpoint just saved counts as the newest, whatever its number
+    ordered = [p for p in complete if p.resolve() != saved_path] + [p for p in complete if p.resolve() == saved_path]
     if limit is not None and limit > 0:
-        doomed += complete[: max(0, len(complete) - limit)]
+        doomed += ordered[: max(0, len(ordered) - limit)]
     kept = {complete[-1].resolve()} | {Path(p).resolve() for p in (keep, saved) if p}
     removed = []
     for path in doomed:
