@@ -1,5 +1,6 @@
 """DeepSpeed ZeRO-2 and ZeRO-3 on CPU: two processes, the repository's own accelerate configs and DeepSpeed
-JSONs (launch/accelerate/zero{2,3}.yaml with --num_processes 2), the tiny stage for two steps.
+JSONs (launch/accelerate/zero{2,3}.yaml with --num_processes 2), `accelerate launch … launch/stage1.sh` with
+HS_RL_STAGES=stages/tiny, two steps, a resume, and a re-run that only has the export left.
 
 What made these work on CPU (see docs/distributed.md, "DeepSpeed on CPU"):
 - DeepSpeed's CPU accelerator (DS_ACCELERATOR=cpu, also auto-detected without CUDA) uses gloo; its
@@ -12,6 +13,7 @@ What made these work on CPU (see docs/distributed.md, "DeepSpeed on CPU"):
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -60,10 +62,10 @@ def test_deepspeed_cpu_two_processes(stage, tiny_model, ds_data, tmp_path):
     command = [sys.executable, "-m", "accelerate.commands.launch",
                "--config_file", f"launch/accelerate/{stage}.yaml", "--num_processes", "2",
                "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
-               "-m", "hs_rl.train", "stages/tiny/stage1_video.yaml",
+               "launch/stage1.sh",  # the stage script as written: accelerate runs its Python part
                "--model_name_or_path", str(tiny_model["full"]), "--dataset", str(ds_data),
                "--output_dir", str(output), "--max_steps", "2", "--report_to", "none"]
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
+    env = {**os.environ, "HS_RL_STAGES": "stages/tiny", "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
            "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.monotonic()
     try:
@@ -103,3 +105,15 @@ def test_deepspeed_cpu_two_processes(stage, tiny_model, ds_data, tmp_path):
     state = json.loads((output / "checkpoint-3" / "trainer_state.json").read_text())
     steps_logged = (resumed.stdout + resumed.stderr).count("'grad_norm':")
     assert state["global_step"] == 3 and steps_logged == 1, f"resumed run logged {steps_logged} steps, not 1"
+
+    # Re-run with the last checkpoint saved and final/ lost: the Trainer prepares the engine and loads the shards
+    # (no hand-written load, which found no engine), trains nothing and exports the same weights again.
+    exported = _thinker(output / "final")[0].state_dict()
+    shutil.rmtree(output / "final")
+    again[again.index("--main_process_port") + 1] = str(_free_port())
+    rerun = subprocess.run(again, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    (tmp_path / "rerun.log").write_text(rerun.stdout + rerun.stderr)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert (rerun.stdout + rerun.stderr).count("'grad_norm':") == 0, "the re-run trained a step"
+    again_exported = _thinker(output / "final")[0].state_dict()
+    assert all(torch.equal(exported[k], again_exported[k]) for k in exported)

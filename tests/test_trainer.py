@@ -190,8 +190,22 @@ def test_trainable_encoders_build_no_graph_in_no_grad_passes(tiny_model, records
     processor = load_processor(tiny_model["full"])
     data_args = DataArguments(video_max_frames=4, video_max_pixels=25088, video_min_pixels=3136)
     rows = [prepare_prompt(r, processor, data_args)[0] for r in records if r.modality == "video_audio"][:1]
+    graphs: list[bool] = []  # per tower call: did its output carry an autograd graph?
+
+    def record(module, inputs, output):
+        tensor = output if isinstance(output, torch.Tensor) else next(
+            v for v in output.values() if isinstance(v, torch.Tensor))
+        graphs.append(tensor.grad_fn is not None)
+
+    hooks = [thinker.model.visual.register_forward_hook(record),
+             thinker.model.audio_tower.register_forward_hook(record)]
     with torch.no_grad():
         encoded, _ = encode_media(thinker, rows, use_cache=False, run_all_towers=True)
-    assert all(not t.requires_grad and t.grad_fn is None for e in encoded for t in e.values())
+    assert graphs == [False, False], "the towers built a graph inside torch.no_grad()"
+    assert all(t.grad_fn is None for e in encoded for t in e.values())
+    graphs.clear()
     encoded, _ = encode_media(thinker, rows, use_cache=False, run_all_towers=True)
+    assert graphs == [True, True]
     assert {"video", "audio"} <= set(encoded[0]) and all(t.requires_grad for t in encoded[0].values())
+    for hook in hooks:
+        hook.remove()
