@@ -209,3 +209,30 @@ def test_trainable_encoders_build_no_graph_in_no_grad_passes(tiny_model, records
     assert {"video", "audio"} <= set(encoded[0]) and all(t.requires_grad for t in encoded[0].values())
     for hook in hooks:
         hook.remove()
+
+
+def test_each_clip_decoded_once_per_use_with_workers(tiny_model, records, tmp_path, monkeypatch):
+    """The recipe's shape (one prompt per device per generation, steps_per_generation = accumulation, several
+    DataLoader workers): TRL fetches the whole generation batch at every micro-step, and each fetch goes to the
+    next worker, so each worker's own cache decoded the clip again. Each use must decode it once."""
+    import hs_rl.dataset as dataset_module
+
+    log = tmp_path / "decodes.txt"
+    real_load_video = dataset_module.load_video
+
+    def counting_load_video(path, *args, **kwargs):
+        with open(log, "a") as handle:  # appended from the DataLoader worker processes
+            handle.write(f"{path}\n")
+        return real_load_video(path, *args, **kwargs)
+
+    monkeypatch.setattr(dataset_module, "load_video", counting_load_video)
+    video = [r for r in records if r.modality == "video"][:4]
+    trainer = build_trainer(*stage_args(tiny_model["full"], video, tmp_path / "run", num_generations=4,
+                                        per_device_train_batch_size=1, gradient_accumulation_steps=4,
+                                        steps_per_generation=4, dataloader_num_workers=2, max_steps=2,
+                                        max_completion_length=4))
+    trainer.train()
+    from collections import Counter
+
+    decoded = Counter(log.read_text().splitlines())  # clips of the 2 generations, and of prefetched batches
+    assert len(decoded) >= 2 and set(decoded.values()) == {1}, decoded

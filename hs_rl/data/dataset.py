@@ -17,6 +17,7 @@ from collections import OrderedDict
 from typing import Any
 
 import datasets
+import torch
 
 from hs_rl.grpo.config import DataArguments
 from hs_rl.data.media import MediaError, load_audio, load_video
@@ -84,8 +85,17 @@ class PromptBuilder:
         self._cache: OrderedDict[int, dict[str, Any]] = OrderedDict()
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        rows = [self.row(index) for index in batch["index"]]
+        repeats = batch.get("repeat") or [False] * len(batch["index"])
+        rows = [self.refetch_row(index) if repeat else self.row(index)
+                for index, repeat in zip(batch["index"], repeats)]
         return {key: [row[key] for row in rows] for key in rows[0]}
+
+    def refetch_row(self, index: int) -> dict[str, Any]:
+        """A re-fetch of a buffered generation batch (see `FirstUseSampler`): the record's columns, no media."""
+        record = self.records[index]
+        return {"prompt": [], "id": record.id, "task_type": record.task_type, "modality": record.modality,
+                "question_type": record.question_type, "answer": record.answer, "options": list(record.options),
+                "media": None, "media_problem": "", "repeat": True}
 
     def row(self, index: int) -> dict[str, Any]:
         """Row `index`, from the small cache when TRL's sampler asks for a prompt's repeats."""
@@ -128,13 +138,53 @@ class PromptBuilder:
             "options": list(record.options),
             "media": media,
             "media_problem": problem,
+            "repeat": False,
         }
 
 
 def build_train_dataset(records: list[Record], processor, data_args: DataArguments) -> datasets.Dataset:
-    """A `datasets.Dataset` (what TRL requires) of record indices whose rows are built on access."""
+    """A `datasets.Dataset` (what TRL requires) of record indices whose rows are built on access.
+
+    Rows `n … 2n-1` are the same records again, marked `repeat`: `FirstUseSampler` asks for them when TRL
+    re-fetches a generation batch it has already generated from, and they carry no media.
+    """
 
     if not records:
         raise ValueError("the training set is empty")
-    table = datasets.Dataset.from_dict({"index": list(range(len(records))), "id": [r.id for r in records]})
+    count = len(records)
+    table = datasets.Dataset.from_dict({"index": list(range(count)) * 2, "id": [r.id for r in records] * 2,
+                                       "repeat": [False] * count + [True] * count})
     return table.with_transform(PromptBuilder(records, processor, data_args))
+
+
+def prompt_count(dataset) -> int | None:
+    """The number of records of a `build_train_dataset` dataset (half its rows), None for any other dataset."""
+    names = getattr(dataset, "column_names", None) or []
+    return len(dataset) // 2 if "repeat" in names else None
+
+
+class FirstUseSampler(torch.utils.data.Sampler):
+    """TRL's RepeatSampler, with each generation batch's re-fetches pointed at the media-free `repeat` rows.
+
+    TRL fetches the whole generation batch at every micro-step of a generation cycle (`steps_per_generation ×
+    num_iterations` times) but generates from the first fetch only and reuses its buffer after. With
+    DataLoader workers each fetch goes to the next worker, whose own cache has not seen the batch: every
+    clip was decoded and processed once per worker (4× with the recipe's settings). Here the first fetch of a
+    batch yields index `i` and the others `i + n`, served without media, so a clip is decoded once per use.
+    """
+
+    def __init__(self, sampler, offset: int):
+        self.sampler, self.offset = sampler, offset
+        self.period = sampler.batch_size * sampler.mini_repeat_count  # items of one pass over a chunk
+
+    def __iter__(self):
+        for position, index in enumerate(self.sampler):
+            first = (position // self.period) % self.sampler.repeat_count == 0
+            yield index if first else index + self.offset
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):  # a shuffling sampler (hs_rl.checkpoints.epoch_seeded)
+            self.sampler.set_epoch(epoch)

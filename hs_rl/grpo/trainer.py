@@ -37,6 +37,7 @@ from trl import GRPOTrainer
 from trl.trainer import grpo_trainer as _trl_grpo
 from trl.models import unwrap_model_for_generation
 
+from hs_rl.data.dataset import FirstUseSampler, prompt_count
 from hs_rl.grpo.checkpoints import epoch_seeded, load_saved_weights, loads_plain_weights, mark_complete
 from hs_rl.grpo.generation import generate_rows
 from hs_rl.grpo.omni_inputs import PromptMedia, embed_rows, rope_positions, thinker_of
@@ -109,8 +110,16 @@ class OmniGRPOTrainer(GRPOTrainer):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def _get_train_sampler(self, dataset=None):
-        self._epoch_sampler = epoch_seeded(super()._get_train_sampler(dataset))
+        prompts = prompt_count(self.train_dataset if dataset is None else dataset)
+        if prompts is None:
+            self._epoch_sampler = epoch_seeded(super()._get_train_sampler(dataset))
+        else:  # hs_rl's training dataset: re-fetches of a buffered generation batch carry no media
+            self._epoch_sampler = FirstUseSampler(epoch_seeded(super()._get_train_sampler(range(prompts))), prompts)
         return self._epoch_sampler
+
+    def num_examples(self, dataloader) -> int:
+        prompts = prompt_count(dataloader.dataset)
+        return super().num_examples(dataloader) if prompts is None else prompts
 
     def _run_epoch(self, *args, **kwargs):
         """Seed the sampler with the epoch itself, and train nothing once the run's last step is done.
@@ -141,6 +150,9 @@ class OmniGRPOTrainer(GRPOTrainer):
     # ---- batch bookkeeping -------------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         device = self.accelerator.device
+        if any(x.get("repeat") for x in inputs):
+            raise RuntimeError("a generation batch of media-free re-fetch rows: TRL's generation cycle and the "
+                               "FirstUseSampler are out of step (OmniGRPOTrainer bookkeeping bug)")
         self._rows = [x["media"].to(device) for x in inputs]
         mode = "train" if self.model.training else "eval"
         problems = torch.tensor(sum(bool(x.get("media_problem")) for x in inputs), device=device)
