@@ -177,3 +177,13 @@ def test_accelerate_launch_stage_script_as_written(tiny_model, sample_data, tmp_
     # accelerate 1.15 starts several CPU processes only through mpirun (or a config such as
     # launch/accelerate/zero2.yaml, which tests/test_deepspeed_cpu.py launches this script with): here it ran one
     assert json.loads((work / "X" / "checkpoint-2" / "hs_rl_complete.json").read_text())["processes"] >= 1
+
+
+def test_stage_script_started_inside_a_launch_runs_its_python_part():
+    """`accelerate launch --no_python launch/stage1.sh` (or torchrun --no-python) execs the file in each process:
+    bash must run the Python part there, not start a second launch."""
+    result = subprocess.run(["bash", str(LAUNCH / "stage1.sh"), "--help"], capture_output=True, text=True,
+                            timeout=120, cwd="/", env={**os.environ, "HS_RL_DRY_RUN": "1", "LOCAL_RANK": "0",
+                                                       "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "+ accelerate" not in result.stdout and "usage: hs-rl train" in result.stdout
