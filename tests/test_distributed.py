@@ -31,8 +31,8 @@ def record(prompts, completions, **kwargs):
 @pytest.fixture(scope="module")
 def four_videos(sample_data, tmp_path_factory) -> Path:
     """Four video prompts: with 2 processes and one prompt per process per step, an epoch is 2 steps."""
-    from hs_rl.convert import convert_file
-    from hs_rl.records import write_records
+    from hs_rl.data.convert import convert_file
+    from hs_rl.data.records import write_records
 
     path = tmp_path_factory.mktemp("dist_data") / "video.jsonl"
     write_records([r for r in convert_file(sample_data["train_json"], media_root=sample_data["media_root"])
@@ -59,7 +59,7 @@ def calls(log_dir: Path, rank: int) -> list[list[str]]:
 
 
 def test_two_processes_split_prompts_group_and_resume_inside_epoch_1(tiny_model, four_videos, tmp_path):
-    from hs_rl.checkpoints import MARKER
+    from hs_rl.grpo.checkpoints import MARKER
     from tests.test_resume import assert_same_run, metrics
 
     reward = tmp_path / "recording_reward.py"

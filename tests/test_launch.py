@@ -150,8 +150,8 @@ def test_accelerate_launch_stage_script_as_written(tiny_model, sample_data, tmp_
     --num_processes 2 launch/stage1.sh --output_dir X --max_steps 2` from a folder laid out like the checkout."""
     import shutil
 
-    from hs_rl.convert import convert_file
-    from hs_rl.records import write_records
+    from hs_rl.data.convert import convert_file
+    from hs_rl.data.records import write_records
 
     work = tmp_path / "checkout"
     (work / "experiments" / "tiny" / "data").mkdir(parents=True)

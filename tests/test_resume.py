@@ -211,7 +211,7 @@ def test_more_epochs_on_resume_are_trained(tiny_model, video_data, tmp_path):
 
 
 def test_fresh_run_over_another_runs_checkpoints_is_refused(tiny_model, video_data, tmp_path):
-    from hs_rl.checkpoints import refuse_foreign_checkpoints
+    from hs_rl.grpo.checkpoints import refuse_foreign_checkpoints
 
     out = tmp_path / "run"
     for step in (50, 100):
@@ -232,7 +232,7 @@ def test_fresh_run_over_another_runs_checkpoints_is_refused(tiny_model, video_da
 
 
 def test_rotation_never_deletes_the_checkpoint_just_marked(tmp_path):
-    from hs_rl.checkpoints import rotate
+    from hs_rl.grpo.checkpoints import rotate
 
     for step in (50, 100):
         _checkpoint(tmp_path, step, True)

@@ -180,10 +180,10 @@ def test_mask_truncated_completions_masks_the_loss(tiny_model, records, tmp_path
 def test_trainable_encoders_build_no_graph_in_no_grad_passes(tiny_model, records, sample_data):
     """With trainable towers (use_cache=False) the encoders follow the caller: a graph for the loss forward,
     none inside TRL's no-grad log-prob passes and generation (a throwaway graph there costs activation memory)."""
-    from hs_rl.config import DataArguments
-    from hs_rl.dataset import prepare_prompt
-    from hs_rl.model import freeze_encoders, load_processor, load_thinker
-    from hs_rl.omni_inputs import encode_media
+    from hs_rl.grpo.config import DataArguments
+    from hs_rl.data.dataset import prepare_prompt
+    from hs_rl.grpo.model import freeze_encoders, load_processor, load_thinker
+    from hs_rl.grpo.omni_inputs import encode_media
 
     thinker = load_thinker(tiny_model["full"])
     freeze_encoders(thinker, vision=False, audio=False)
@@ -215,7 +215,7 @@ def test_each_clip_decoded_once_per_use_with_workers(tiny_model, records, tmp_pa
     """The recipe's shape (one prompt per device per generation, steps_per_generation = accumulation, several
     DataLoader workers): TRL fetches the whole generation batch at every micro-step, and each fetch goes to the
     next worker, so each worker's own cache decoded the clip again. Each use must decode it once."""
-    import hs_rl.dataset as dataset_module
+    import hs_rl.data.dataset as dataset_module
 
     log = tmp_path / "decodes.txt"
     real_load_video = dataset_module.load_video

@@ -138,7 +138,7 @@ def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, destination: st
     """
     from peft import PeftModel
 
-    from hs_rl.model import load_thinker
+    from hs_rl.grpo.model import load_thinker
 
     base = load_thinker(base_dir, dtype)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
