@@ -18,6 +18,9 @@ Hooks overridden, and why:
 - `_save_checkpoint`, `_load_from_checkpoint`, `_load_best_model`, `_get_train_sampler`, `_run_epoch`: completion
   markers, a resume (and best-model load) that really loads the weights, per-epoch data order under any
   sampler wrapping, no extra step on a re-run (see hs_rl.grpo.checkpoints for why each is needed).
+  `_get_train_sampler` also wraps TRL's sampler in `FirstUseSampler` (hs_rl.data.dataset): TRL's re-fetches of
+  a buffered generation batch get media-free rows, so each clip is decoded once per use (`num_examples` counts
+  records, not those twin rows).
 A `ProgressRecorder` callback (hs_rl.grpo.progress_recorder) keeps OUTPUT_DIR/progress.json current for the
 console and `hs-rl status`.
 Everything else (advantages, loss types, KL, clipping, PEFT, logging) is TRL's, unchanged.
