@@ -19,7 +19,7 @@ row's prompt again, G times per group, in each of the old/reference/loss passes.
 
 The wrapped model is called once per micro-batch, exactly as in the plain path, and the prefix is inside the
 same autograd graph, so DDP sees one forward per backward and each parameter's gradient accumulator fires
-once with the sum of both contributions (checked: tests/test_distributed.py, torchrun 2 processes, gloo, runs
+once with the sum of both contributions (checked: tests/grpo/test_distributed.py, torchrun 2 processes, gloo, runs
 with shared_prefix on).
 
 Not used (the plain path runs, with a one-time log line) when it would be wrong or unverified:

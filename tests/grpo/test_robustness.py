@@ -13,7 +13,7 @@ from hs_rl.data.dataset import prompt_count
 from hs_rl.data.media import MediaError
 from hs_rl.reward_guard import RewardError
 from hs_rl.train import build_trainer
-from tests.trainer_helpers import interleaved, sample_records, stage_args
+from tests.grpo.trainer_helpers import interleaved, sample_records, stage_args
 
 
 @pytest.fixture(scope="module")

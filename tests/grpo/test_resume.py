@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STAGE = REPO / "stages" / "tiny" / "stage1_video.yaml"
 # timings, and HF's end-of-run `train_loss`, which averages only the steps run by the last process
 VOLATILE = ("runtime", "per_second", "step_time", "total_flos", "train_loss")

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hs_rl.train import build_trainer
-from tests.trainer_helpers import interleaved, sample_records, stage_args
+from tests.grpo.trainer_helpers import interleaved, sample_records, stage_args
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ import torch
 
 from hs_rl.grpo.prefix_sharing import prompt_groups, unsafe_reason
 from hs_rl.train import build_trainer
-from tests.trainer_helpers import interleaved, sample_records, stage_args
+from tests.grpo.trainer_helpers import interleaved, sample_records, stage_args
 
 
 @pytest.fixture(scope="module")

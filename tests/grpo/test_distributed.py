@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STAGE = REPO / "stages" / "tiny" / "stage1_video.yaml"
 
 # A reward that scores nothing and records which rank saw which prompts in one call.
