@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import yaml
 from trl import GRPOConfig, ModelConfig
 
 from hs_rl.data.media import VideoSampling
@@ -59,7 +60,11 @@ class OmniGRPOConfig(GRPOConfig):
 
     reward_funcs: list[str] = field(
         default_factory=lambda: ["format", "accuracy"],
-        metadata={"help": "Reward specs: registered name, package.module:function or file.py:function."})
+        metadata={"help": "Reward specs: registered name, package.module:function or file.py:function (relative "
+                          "to the stage YAML's folder, else the current directory)."})
+    reward_kwargs: dict | str | None = field(
+        default=None, metadata={"help": "Settings per reward, e.g. {think_length: {max_words: 256}}: a registered "
+                                        "name's factory (or the factory a module/file spec names) is called with them."})
     freeze_vision_encoder: bool = field(default=True, metadata={"help": "Keep the vision tower frozen."})
     freeze_audio_encoder: bool = field(default=True, metadata={"help": "Keep the audio tower frozen."})
     reward_errors: str = field(
@@ -80,6 +85,10 @@ class OmniGRPOConfig(GRPOConfig):
         default=None, metadata={"help": "Run both encoders in every forward (needed by ZeRO-3; auto by default)."})
 
     def __post_init__(self):
+        if isinstance(self.reward_kwargs, str):  # from the command line: a YAML/JSON mapping
+            self.reward_kwargs = yaml.safe_load(self.reward_kwargs) or {}
+        if self.reward_kwargs is not None and not isinstance(self.reward_kwargs, dict):
+            raise ValueError(f"reward_kwargs must map reward names to settings, got {self.reward_kwargs!r}")
         if self.reward_errors not in ("raise", "zero"):
             raise ValueError(f"reward_errors must be 'raise' or 'zero', got {self.reward_errors!r}")
         super().__post_init__()

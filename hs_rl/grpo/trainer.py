@@ -46,6 +46,7 @@ from hs_rl.grpo.generation import generate_rows
 from hs_rl.grpo.omni_inputs import PromptMedia, embed_rows, rope_positions, thinker_of
 from hs_rl.grpo.prefix_sharing import shared_prefix_logps, unsafe_reason
 from hs_rl.grpo.progress_recorder import ProgressRecorder
+from hs_rl.rewards.common import completion_text
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +248,7 @@ class OmniGRPOTrainer(GRPOTrainer):
         with open(self.completions_log, "a", encoding="utf-8") as handle:
             for i, sample_id in enumerate(ids):
                 completion = completions[i] if i < len(completions) else None
-                text = completion[-1]["content"] if isinstance(completion, list) else completion
+                text = None if completion is None else completion_text(completion)
                 handle.write(json.dumps({
                     "step": self.state.global_step, "mode": mode, "id": sample_id, "completion": text,
                     "rewards": {k: v[i] for k, v in rewards.items() if i < len(v)},

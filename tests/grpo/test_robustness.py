@@ -11,7 +11,7 @@ import pytest
 
 from hs_rl.data.dataset import prompt_count
 from hs_rl.data.media import MediaError
-from hs_rl.reward_guard import RewardError
+from hs_rl.rewards.guard import RewardError
 from hs_rl.train import build_trainer
 from tests.grpo.trainer_helpers import interleaved, sample_records, stage_args
 

@@ -10,19 +10,15 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+
+from .common import completion_text
 
 logger = logging.getLogger(__name__)
 
 
 class RewardError(RuntimeError):
     """A reward function failed on a sample."""
-
-
-def _text(completion: Any) -> str:
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        return str(completion[-1].get("content", ""))
-    return str(completion)
 
 
 def guard_reward(fn: Callable, on_error: str, counter: dict[str, int]) -> Callable:
@@ -49,7 +45,7 @@ def guard_reward(fn: Callable, on_error: str, counter: dict[str, int]) -> Callab
                     values.append(fn(*args, completions=[completion], **one)[0])
                 except Exception as inner:
                     fail(f"reward {name!r} raised {type(inner).__name__}: {inner} on sample {ids[i]!r}, "
-                         f"completion {_text(completion)[:200]!r}")
+                         f"completion {completion_text(completion)[:200]!r}")
                     values.append(0.0)
             if len(values) != len(completions):
                 raise RewardError(f"reward {name!r} failed on the batch: {err}") from err
@@ -58,7 +54,7 @@ def guard_reward(fn: Callable, on_error: str, counter: dict[str, int]) -> Callab
         for i, value in enumerate(values):
             if value is not None and not math.isfinite(float(value)):
                 fail(f"reward {name!r} returned {value} on sample {ids[i]!r}, "
-                     f"completion {_text(completions[i])[:200]!r}")
+                     f"completion {completion_text(completions[i])[:200]!r}")
                 values[i] = 0.0
         return values
 
