@@ -56,7 +56,7 @@ class PipelineArguments:
     override: list[str] = field(default_factory=list, metadata={
         "help": "KEY=VALUE for every stage or STAGE.KEY=VALUE for one, e.g. stage1_video.max_steps=3."})
     launcher: str | None = field(default=None, metadata={
-        "help": "Command a stage runs under, e.g. 'accelerate launch --config_file launch/zero3.yaml' or "
+        "help": "Command a stage runs under, e.g. 'accelerate launch --config_file launch/accelerate/zero3.yaml' or "
                 "'torchrun --nproc_per_node 8'; default: the pipeline's launcher, else this Python."})
     dry_run: bool = field(default=False, metadata={"help": "Print each stage's command without running it."})
     progress_interval: float = field(default=30.0, metadata={
@@ -132,6 +132,8 @@ def _arg_value(value: Any) -> list[str]:
     """A YAML or override value as command-line words for TRL's parser."""
     if isinstance(value, bool):
         return [str(value).lower()]
+    if isinstance(value, dict):  # e.g. reward_kwargs: one JSON word (a YAML mapping the option parses)
+        return [json.dumps(value)]
     if isinstance(value, (list, tuple)):
         return [str(v) for v in value]
     if isinstance(value, str):
