@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from hs_rl.grpo.checkpoints import fsync_write
+from hs_rl.atomic_files import atomic_write
 from hs_rl.grpo.export import FINAL_DIR, is_exported
 from hs_rl.progress import StageConsole, write_json_atomic
 
@@ -169,7 +169,7 @@ def mark_done(stage_dir: Path, stage: StageSpec, model_in: str) -> None:
     """Write the done marker (last, fsynced) with what the stage read and produced."""
     history_file = stage_dir / "log_history.json"
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
-    fsync_write(stage_dir / DONE, json.dumps({
+    atomic_write(stage_dir / DONE, json.dumps({
         "stage": stage.name, "input_model": model_in, "final_model": str(stage_dir / FINAL_DIR),
         "steps": max((h.get("step", 0) for h in history), default=0), "time": time.time(),
     }, indent=2) + "\n")

@@ -9,6 +9,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator
 
+from hs_rl.atomic_files import atomic_write
+
 MODALITIES = ("video", "audio", "video_audio")
 QUESTION_TYPES = ("single_choice", "multi_choice", "number", "yes_no")
 
@@ -78,8 +80,4 @@ def write_records(records: list[Record], path: str | Path) -> None:
     """Write records as JSONL, atomically (a crash never leaves half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    atomic_write(path, (json.dumps(record.to_dict(), ensure_ascii=False) + "\n" for record in records))

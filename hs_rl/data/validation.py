@@ -16,6 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from hs_rl.atomic_files import atomic_write
 from hs_rl.data import media
 from hs_rl.data.convert import ConvertError, convert_entry, default_routing, read_humansense
 from hs_rl.data.answers import option_letters
@@ -257,9 +258,7 @@ def _remember_clean(key: str, report: ValidationReport) -> None:
     target = _cache_file(key)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"path": report.path, "records": len(report.records), "clean": True}))
-        tmp.replace(target)
+        atomic_write(target, json.dumps({"path": report.path, "records": len(report.records), "clean": True}))
     except OSError:
         pass
 

@@ -33,6 +33,7 @@ from typing import Any, Iterator
 
 import torch
 
+from hs_rl.atomic_files import atomic_write
 from hs_rl.data.answers import extract_answer
 from hs_rl.data.benchmark_prompts import BenchmarkPrompts, NotAsked, load_prompt_source
 from hs_rl.grpo.config import DataArguments
@@ -217,11 +218,7 @@ def dump_prompts(args: EvalArguments) -> Path:
     """Write every asked question's prompt as JSON lines (atomically); no model is loaded."""
     path = Path(args.dump_prompts)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for question in load_questions(args):
-            handle.write(json.dumps(prompt_line(question), ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    atomic_write(path, (json.dumps(prompt_line(q), ensure_ascii=False) + "\n" for q in load_questions(args)))
     return path
 
 

@@ -10,43 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from hs_rl.atomic_files import atomic_write
+
 logger = logging.getLogger(__name__)
 
 MARKER = "hs_rl_complete.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def fsync_write(path: Path, text: str) -> None:
-    """Write `text` to `path` so that it is either absent or whole, even after a power cut (tmp, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or a new file in `folder` durable (no-op where directories cannot be fsynced)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
@@ -196,7 +171,7 @@ def mark_complete(trainer, trial) -> None:
     folder = run_dir / f"checkpoint-{trainer.state.global_step}"
     trainer.accelerator.wait_for_everyone()  # every rank's shards and RNG files are on disk
     if trainer.args.should_save:
-        fsync_write(folder / MARKER, json.dumps({
+        atomic_write(folder / MARKER, json.dumps({
             "global_step": trainer.state.global_step, "epoch": trainer.state.epoch,
             "processes": trainer.accelerator.num_processes, "time": time.time(),
         }) + "\n")
@@ -209,25 +184,6 @@ def loads_plain_weights(trainer, model, folder: Path) -> bool:
     target = model if model is not None else trainer.model
     plain = not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled or hasattr(target, "peft_config"))
     return plain and any(Path(folder).glob("*.safetensors"))
-
-
-def epoch_seeded(sampler):
-    """Give TRL's RepeatSampler a `set_epoch` that seeds its shuffle with seed + epoch.
-
-    Its generator is seeded once and advanced by every epoch's permutation, so a run resumed in epoch 2 would
-    draw epoch 1's order again (a fresh generator). Seeding per epoch makes each epoch's order a function of
-    (seed, epoch) alone; accelerate calls `set_epoch` on the sampler at the start of every epoch.
-    """
-    generator = getattr(sampler, "generator", None)
-    seed = getattr(sampler, "seed", None)
-    if generator is None or seed is None or hasattr(sampler, "set_epoch"):
-        return sampler
-
-    def set_epoch(epoch: int) -> None:
-        generator.manual_seed(int(seed) + int(epoch))
-
-    sampler.set_epoch = set_epoch
-    return sampler
 
 
 def load_saved_weights(model, folder: Path) -> None:

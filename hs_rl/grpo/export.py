@@ -16,7 +16,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from hs_rl.grpo.checkpoints import fsync_dir, fsync_write
+from hs_rl.atomic_files import atomic_write, fsync_dir
 
 logger = logging.getLogger(__name__)
 
@@ -199,7 +199,7 @@ def export_model(thinker_dir: str | Path, base_dir: str | Path, destination: str
 
         load_thinker(tmp)  # loadable, or the stage is not done
         kind = "thinker"
-    fsync_write(tmp / EXPORT_MARKER, json.dumps({"kind": kind, "base": str(base_dir)}) + "\n")
+    atomic_write(tmp / EXPORT_MARKER, json.dumps({"kind": kind, "base": str(base_dir)}) + "\n")
     _replace_dir(tmp, destination)
     logger.info("exported %s model to %s", kind, destination)
     return destination

@@ -41,11 +41,12 @@ from trl.trainer import grpo_trainer as _trl_grpo
 from trl.models import unwrap_model_for_generation
 
 from hs_rl.data.dataset import FirstUseSampler, prompt_count
-from hs_rl.grpo.checkpoints import epoch_seeded, load_saved_weights, loads_plain_weights, mark_complete
+from hs_rl.grpo.checkpoints import load_saved_weights, loads_plain_weights, mark_complete
 from hs_rl.grpo.generation import generate_rows
 from hs_rl.grpo.omni_inputs import PromptMedia, embed_rows, rope_positions, thinker_of
 from hs_rl.grpo.prefix_sharing import shared_prefix_logps, unsafe_reason
 from hs_rl.grpo.progress_recorder import ProgressRecorder
+from hs_rl.grpo.sampler import epoch_seeded
 from hs_rl.rewards.common import completion_text
 
 logger = logging.getLogger(__name__)
