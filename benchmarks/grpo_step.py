@@ -230,7 +230,7 @@ def _fused_logps(model, ids, mask, media, width):
 
 def run_baseline(trainer, records, args, mode: str) -> tuple[list[dict], dict]:
     import torch
-    from hs_rl.data.dataset import prepare_prompt
+    from hs_rl.data.prompt_media import prepare_prompt
     from hs_rl.grpo.omni_inputs import thinker_of
 
     policy = thinker_of(trainer.model)

@@ -85,7 +85,6 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     processor = load_processor(model_args.model_name_or_path)
     model = load_thinker(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
     freeze_encoders(model, vision=config.freeze_vision_encoder, audio=config.freeze_audio_encoder)
-    config.remove_unused_columns = False
     dataset = build_train_dataset(records, processor, data_args)
     peft_config = None
     if model_args.use_peft:

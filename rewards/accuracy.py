@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from hs_rl.data.answers import QUESTION_TYPES, score_answer
+from hs_rl.data.answers import score_answer
+from hs_rl.data.records import QUESTION_TYPES
 
 from .common import column, completion_text
 

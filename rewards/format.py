@@ -4,7 +4,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from hs_rl.data.answers import QUESTION_TYPES, extract_answer, is_well_formed
+from hs_rl.data.answers import extract_answer, is_well_formed
+from hs_rl.data.records import QUESTION_TYPES
 
 from .common import TAGS, column, completion_text
 

@@ -11,6 +11,7 @@ import functools
 import logging
 import math
 from collections.abc import Callable
+from typing import Literal
 
 from .common import completion_text
 
@@ -21,7 +22,7 @@ class RewardError(RuntimeError):
     """A reward function failed on a sample."""
 
 
-def guard_reward(fn: Callable, on_error: str, counter: dict[str, int]) -> Callable:
+def guard_reward(fn: Callable, on_error: Literal["raise", "zero"], counter: dict[str, int]) -> Callable:
     """The reward `fn`, checked sample by sample; errors raise or score 0 (`on_error`: raise | zero)."""
     name = getattr(fn, "__name__", repr(fn))
 

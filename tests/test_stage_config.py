@@ -76,3 +76,13 @@ def test_repository_stages_share_one_base(folder):
         stage = check_config_keys(parser, str(REPO / folder / f"{name}.yaml"))
         assert {k: v for k, v in stage.items() if k in base} == base
         assert set(stage) - set(base) == {"dataset", "output_dir"} and name in stage["dataset"]
+
+
+@pytest.mark.parametrize("line, message", [("over_long_prompts: skp", "did you mean 'skip'"),
+                                           ("reward_errors: zeros", "did you mean 'zero'"),
+                                           ("remove_unused_columns: true", "media")])
+def test_a_fixed_choice_from_yaml_is_checked(tmp_path, line, message):
+    stage = write_stage(tmp_path)
+    stage.write_text(stage.read_text() + line + "\n")
+    with pytest.raises(ValueError, match=message):
+        parse_command("train", [str(stage)])

@@ -1,5 +1,7 @@
 """Training prompts as a `datasets.Dataset` whose items are ready for the thinker (decoded and processed).
 
+Each item is one record turned into its `PromptMedia` by `hs_rl.data.prompt_media` (the step eval shares).
+
 Its on-access transform runs in DataLoader workers (`dataloader_num_workers`), so decoding (decord, PyAV) and the
 processor's work happen ahead of the step, off the training process. A prompt is repeated G times by TRL's
 sampler; a small per-worker cache returns the same `PromptMedia` object for the repeats, so a group's media
@@ -19,58 +21,12 @@ from typing import Any
 import datasets
 import torch
 
-from hs_rl.grpo.config import DataArguments
-from hs_rl.data.media import MediaError, load_audio, load_video
-from hs_rl.grpo.omni_inputs import PromptMedia
-from hs_rl.data.prompts import build_messages
+from hs_rl.data.media import MediaError
+from hs_rl.data.prompt_media import PromptTooLongError, prepare_prompt
 from hs_rl.data.records import Record
+from hs_rl.grpo.config import DataArguments
 
 logger = logging.getLogger(__name__)
-
-
-class PromptTooLongError(ValueError):
-    """A prompt whose media and text exceed `max_prompt_length`."""
-
-
-def processor_inputs(record: Record, processor, data_args: DataArguments,
-                     messages: list[dict] | None = None) -> tuple[dict[str, Any], list[dict]]:
-    """Decode the record's media and build the keyword arguments of ONE processor call for its prompt.
-
-    Audio is passed whole and the feature extractor's truncation is off, so audio longer than 30 s is
-    encoded in full (the audio tower windows it itself) instead of being silently cut to 30 s.
-    """
-    messages = messages or build_messages(record, data_args.system_prompt or None, think=data_args.think,
-                                          prompt_source=data_args.prompt_source)
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
-    if record.modality in ("video", "video_audio"):
-        clip = load_video(record.video, data_args.video_sampling())
-        kwargs["videos"] = [clip.frames]
-        kwargs["videos_kwargs"] = {"fps": clip.sample_fps, "do_resize": False, "do_sample_frames": False}
-        if record.modality == "video_audio":
-            kwargs["audio"] = [load_audio(record.video)]  # MediaError names the file if it has no track
-            kwargs["load_audio_from_video"] = True
-            kwargs["audio_from_video_indices"] = [0]
-    elif record.modality == "audio":
-        kwargs["audio"] = [load_audio(record.audio)]
-    if "audio" in kwargs:
-        samples = len(kwargs["audio"][0])
-        kwargs["audio_kwargs"] = {"truncation": False, "max_length": max(samples, 16000 * 30)}
-    return kwargs, messages
-
-
-def prepare_prompt(record: Record, processor, data_args: DataArguments,
-                   messages: list[dict] | None = None) -> tuple[PromptMedia, list[dict]]:
-    """One record → its `PromptMedia` (token ids with media placeholders expanded, media tensors);
-    `messages` overrides the conversation built from the record (evaluation passes the benchmark's)."""
-    kwargs, messages = processor_inputs(record, processor, data_args, messages)
-    output = processor(**kwargs)
-    media = PromptMedia.from_processor_output(output, use_audio_in_video=record.modality == "video_audio")
-    limit = data_args.max_prompt_length
-    if limit is not None and media.input_ids.numel() > limit:
-        raise PromptTooLongError(f"record {record.id}: prompt is {media.input_ids.numel()} tokens with its media, "
-                                 f"over max_prompt_length={limit} (media tokens are never cut)")
-    return media, messages
 
 
 class PromptBuilder:

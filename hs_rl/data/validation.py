@@ -20,7 +20,7 @@ from hs_rl.atomic_files import atomic_write
 from hs_rl.data import media
 from hs_rl.data.convert import ConvertError, convert_entry, default_routing, read_humansense
 from hs_rl.data.answers import option_letters
-from hs_rl.data.records import MODALITIES, QUESTION_TYPES, Record
+from hs_rl.data.records import MODALITIES, QUESTION_TYPES, Record, has_video
 
 SCHEMA_VERSION = 1
 
@@ -137,7 +137,7 @@ def _check_fields(record: Record) -> list[str]:
         reasons.append(f"unknown question_type {record.question_type!r} (expected one of {', '.join(QUESTION_TYPES)})")
     if record.modality not in MODALITIES:
         reasons.append(f"unknown modality {record.modality!r} (expected one of {', '.join(MODALITIES)})")
-    elif record.modality in ("video", "video_audio") and not record.video:
+    elif has_video(record.modality) and not record.video:
         reasons.append(f"modality {record.modality} needs a video path")
     elif record.modality == "audio" and not record.audio:
         reasons.append("modality audio needs an audio path")
@@ -188,7 +188,7 @@ class _MediaChecker:
     def check(self, record: Record, base: Path) -> list[str]:
         """Existence, decodability, and an audio track for video_audio records."""
         reasons = []
-        if record.modality in ("video", "video_audio") and record.video:
+        if has_video(record.modality) and record.video:
             path = _resolve_media(record.video, base)
             if not path.is_file():
                 reasons.append(f"video file not found: {record.video}")

@@ -13,8 +13,11 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import torch
+
+from hs_rl.choices import check_choices
 
 SPECIAL_TOKENS = {
     # name on the tokenizer -> token text, as in the released Qwen2.5-Omni tokenizer
@@ -49,8 +52,12 @@ class TinyModelArguments:
     """Arguments of `hs-rl make-tiny-model`."""
 
     output_dir: str = field(metadata={"help": "Folder for the full Omni checkpoint (and `thinker/` inside it)."})
-    preset: str = field(default="tiny", metadata={"help": "tiny (<100k params) or small (tens of millions)."})
+    preset: Literal["tiny", "small"] = field(
+        default="tiny", metadata={"help": "tiny (<100k params) or small (tens of millions)."})
     seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
+
+    def __post_init__(self):
+        check_choices(self)
 
 
 def _corpus() -> list[str]:
