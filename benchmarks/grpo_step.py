@@ -23,7 +23,8 @@ the trainer's own reward functions) and finish with an AdamW step. Phases: media
 ours the time the step waits on the DataLoader), generation (encoders + prefill + decoding), log-probs (all
 forward passes for reference and loss), backward, rewards, other (optimizer, bookkeeping). The first step of
 each mode is a warm-up and is not counted; figures are those of the fastest measured step (best of N,
-with its own phases; the mean step time is printed too), as the machine may be shared. Rollout tokens/s = completion tokens / generation time.
+with its own phases; the mean step time is printed too), as the machine may be shared.
+Rollout tokens/s = completion tokens / generation time.
 
 The last three lines are the ratios, taken as the worst over the presets run:
     rollout_speedup_vs_upstream: (ours rollout tokens/s) / (upstream rollout tokens/s)
@@ -179,7 +180,8 @@ def _media_kwargs(rows, repeat: int):
         pad = torch.nn.functional.pad
         out["input_features"] = torch.cat([pad(r.input_features, (0, frames - r.input_features.shape[-1]))
                                            for r in rows for _ in range(repeat)])
-        out["feature_attention_mask"] = torch.cat([pad(r.feature_attention_mask, (0, frames - r.input_features.shape[-1]))
+        out["feature_attention_mask"] = torch.cat([pad(r.feature_attention_mask,
+                                                       (0, frames - r.input_features.shape[-1]))
                                                    for r in rows for _ in range(repeat)])
     out["use_audio_in_video"] = rows[0].use_audio_in_video
     return out
@@ -225,7 +227,8 @@ def _fused_logps(model, ids, mask, media, width):
     """TRL-style per-token log-probs with the fused/chunked LM head TRL patched onto the model."""
     labels = ids.masked_fill(mask == 0, -100)
     labels[:, :width] = -100
-    return model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, **media).log_probs[:, width - 1:]
+    out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, **media)
+    return out.log_probs[:, width - 1:]
 
 
 def run_baseline(trainer, records, args, mode: str) -> tuple[list[dict], dict]:

@@ -18,7 +18,7 @@ _PUBLIC = {
     "PromptMedia": "hs_rl.grpo.omni_inputs",
     "get_reward": "hs_rl.rewards",
 }
-__all__ = list(_PUBLIC)
+__all__ = ["OmniGRPOTrainer", "PromptMedia", "get_reward"]
 
 if TYPE_CHECKING:  # pragma: no cover
     from hs_rl.grpo.omni_inputs import PromptMedia

@@ -113,7 +113,8 @@ def verify_full(folder: Path, thinker_dir: Path, expected: dict[str, torch.Tenso
         trained = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(thinker_dir, dtype="auto").state_dict()
         loaded = model.thinker.state_dict()
         if set(loaded) != set(trained):
-            raise RuntimeError(f"export check: thinker parameter names differ: {sorted(set(loaded) ^ set(trained))[:5]}")
+            differ = sorted(set(loaded) ^ set(trained))[:5]
+            raise RuntimeError(f"export check: thinker parameter names differ: {differ}")
         for key, value in trained.items():
             if not torch.equal(loaded[key].to(value.dtype), value):
                 raise RuntimeError(f"export check: {key} differs from the trained thinker")
