@@ -18,6 +18,7 @@ from typing import Literal
 import torch
 
 from hs_rl.choices import check_choices
+from hs_rl.rewards.common import TAGS
 
 SPECIAL_TOKENS = {
     # name on the tokenizer -> token text, as in the released Qwen2.5-Omni tokenizer
@@ -63,7 +64,7 @@ class TinyModelArguments:
 def _corpus() -> list[str]:
     """Text the tokenizer is trained on: the words our prompts and answers use, so sequences stay short."""
     words = [
-        "<think>", "</think>", "<answer>", "</answer>", "yes", "no", "Yes", "No", "A", "B", "C", "D", "E",
+        *TAGS, "yes", "no", "Yes", "No", "A", "B", "C", "D", "E",
         "happy", "sad", "angry", "person", "people", "video", "audio", "question", "answer", "option", "options",
     ]
     lines = [" ".join(words), "0 1 2 3 4 5 6 7 8 9 10", "A. B. C. D. E. AC BD ABC"]
