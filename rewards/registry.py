@@ -93,8 +93,8 @@ def _with_settings(spec: str, fn: Callable[..., Any], settings: Mapping[str, Any
     """The reward a factory builds from a stage's settings (a clear error when the call does not fit)."""
     try:
         reward = fn(**settings)
-    except TypeError as err:
-        raise TypeError(f"reward {spec!r}: settings {dict(settings)} do not fit {getattr(fn, '__name__', fn)}: "
+    except (TypeError, ValueError) as err:
+        raise type(err)(f"reward {spec!r}: settings {dict(settings)} do not fit {getattr(fn, '__name__', fn)}: "
                         f"{err}") from err
     if not callable(reward):
         raise TypeError(f"reward {spec!r} with settings: {getattr(fn, '__name__', fn)} returned "
