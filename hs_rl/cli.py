@@ -84,12 +84,12 @@ def _map_positionals(command: Command, argv: list[str]) -> list[str]:
     return mapped + rest
 
 
-def build_parser(name: str) -> TrlParser:
+def build_parser(name: str) -> ConfigParser:
     """The parser of one subcommand, built from the dataclasses its module declares."""
     command = COMMANDS[name]
     module = importlib.import_module(command.module)
     types = [getattr(module, n) for n in command.dataclasses]
-    return TrlParser(types, prog=f"hs-rl {name}", description=command.help)
+    return ConfigParser(types, prog=f"hs-rl {name}", description=command.help)
 
 
 BASE_KEY = "base"
@@ -145,18 +145,25 @@ def check_config_keys(parser: TrlParser, config_path: str) -> dict:
     return data
 
 
+class ConfigParser(TrlParser):
+    """TRL's parser, reading a `--config` YAML through `check_config_keys` (its `base:` chain merged, unknown keys
+    refused) before TRL sets the YAML's values as defaults and parses the command line over them."""
+
+    def parse_args_and_config(self, args=None, **kwargs) -> tuple:
+        args = list(sys.argv[1:] if args is None else args)
+        if "--config" in args:
+            at = args.index("--config")
+            config = check_config_keys(self, args[at + 1])
+            args = args[:at] + args[at + 2:]
+            for key, value in (config.pop("env", None) or {}).items():  # as TRL's parser does for a config's env:
+                os.environ[key] = str(value)
+            self.set_defaults_with_config(**config)
+        return super().parse_args_and_config(args, **kwargs)
+
+
 def parse_command(name: str, argv: list[str]) -> tuple:
     """The dataclasses of one subcommand from its words: config YAML (with bases) first, then the options."""
-    parser = build_parser(name)
-    args = _map_positionals(COMMANDS[name], argv)
-    if "--config" in args:
-        at = args.index("--config")
-        config = check_config_keys(parser, args[at + 1])
-        args = args[:at] + args[at + 2:]
-        for key, value in (config.pop("env", None) or {}).items():  # as TRL's parser does for a config's env:
-            os.environ[key] = str(value)
-        parser.set_defaults_with_config(**config)
-    return parser.parse_args_and_config(args)
+    return build_parser(name).parse_args_and_config(_map_positionals(COMMANDS[name], argv))
 
 
 def main(argv: list[str] | None = None) -> int:
