@@ -23,6 +23,8 @@ import yaml
 
 from trl import TrlParser
 
+from hs_rl.rewards.registry import specs_relative_to
+
 
 @dataclass(frozen=True)
 class Command:
@@ -95,23 +97,6 @@ def build_parser(name: str) -> ConfigParser:
 BASE_KEY = "base"
 
 
-def _own_file_specs(data: dict, folder: Path) -> dict:
-    """`reward_funcs` entries ``file.py:function`` made absolute against the YAML that names them, if there."""
-    from hs_rl.rewards.registry import is_file_spec
-
-    specs = data.get("reward_funcs")
-    if not isinstance(specs, list):
-        return data
-    resolved = []
-    for spec in specs:
-        if isinstance(spec, str) and is_file_spec(spec) and not Path(spec.rpartition(":")[0]).is_absolute():
-            target, _, function = spec.rpartition(":")
-            if (folder / target).is_file():
-                spec = f"{(folder / target).resolve()}:{function}"
-        resolved.append(spec)
-    return {**data, "reward_funcs": resolved}
-
-
 def read_config(config_path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     """A config YAML as one mapping: its `base:` chain first, its own keys over them (whole values, not merged).
 
@@ -125,7 +110,8 @@ def read_config(config_path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise SystemExit(f"hs-rl: {config_path} must hold a YAML mapping of option: value")
-    data = _own_file_specs(data, path.parent)
+    if isinstance(data.get("reward_funcs"), list):
+        data["reward_funcs"] = specs_relative_to(data["reward_funcs"], path.parent)
     base = data.pop(BASE_KEY, None)
     if base is None:
         return data

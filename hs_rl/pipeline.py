@@ -31,6 +31,7 @@ import yaml
 from hs_rl.atomic_files import atomic_write
 from hs_rl.grpo.export import FINAL_DIR, is_exported
 from hs_rl.progress import StageConsole, write_json_atomic
+from hs_rl.rewards.registry import specs_relative_to
 
 logger = logging.getLogger(__name__)
 
@@ -105,8 +106,11 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
         config = config if config.is_absolute() else path.parent / config
         if not config.is_file():
             raise FileNotFoundError(f"{path}: stage {entry['name']!r}: config {config} does not exist")
+        options = dict(entry.get("options") or {})
+        if isinstance(options.get("reward_funcs"), list):  # reward files beside the pipeline YAML, as in a stage's
+            options["reward_funcs"] = specs_relative_to(options["reward_funcs"], path.parent)
         stages.append(StageSpec(name=str(entry["name"]), config=str(config), dataset=entry.get("dataset"),
-                                eval=entry.get("eval"), options=dict(entry.get("options") or {})))
+                                eval=entry.get("eval"), options=options))
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: stage names repeat: {names}")

@@ -44,6 +44,20 @@ def is_file_spec(spec: str) -> bool:
     return bool(target) and _is_file_spec(target)
 
 
+def specs_relative_to(specs: list, folder: str | os.PathLike[str]) -> list:
+    """Reward specs as a config file in `folder` means them: a relative ``file.py:function`` whose file is in
+    `folder` becomes absolute; every other spec is left as written (a file not there resolves later, against
+    the current directory)."""
+    resolved = []
+    for spec in specs:
+        if isinstance(spec, str) and is_file_spec(spec.strip()):
+            target, _, function = spec.strip().rpartition(":")
+            if not Path(target).is_absolute() and (Path(folder) / target).is_file():
+                spec = f"{(Path(folder) / target).resolve()}:{function}"
+        resolved.append(spec)
+    return resolved
+
+
 def _is_file_spec(target: str) -> bool:
     """A target naming a file (ends in .py or holds a path separator) rather than a module."""
     return target.endswith(".py") or "/" in target or os.sep in target

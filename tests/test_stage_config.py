@@ -41,7 +41,7 @@ def test_pipeline_layers_sit_between_stage_and_command_line(tmp_path, capsys):
     (tmp_path / "pipeline.yaml").write_text(json.dumps({
         "output_dir": str(tmp_path / "run"), "model_name_or_path": "m",
         "stages": [{"name": "one", "config": str(stage), "dataset": "p.jsonl",
-                    "options": {"beta": 0.3, "max_steps": 5, "dataset": "o.jsonl",
+                    "options": {"beta": 0.3, "max_steps": 5, "dataset": "o.jsonl", "reward_funcs": ["mine.py:shout"],
                                 "reward_kwargs": {"think_length": {"max_words": 8}}}}]}))
     run_pipeline(PipelineArguments(pipeline=str(tmp_path / "pipeline.yaml"), dry_run=True,
                                    override=["max_steps=6", "one.max_steps=9"]))
@@ -51,6 +51,7 @@ def test_pipeline_layers_sit_between_stage_and_command_line(tmp_path, capsys):
     assert data.dataset == "p.jsonl" and model.model_name_or_path == "m"  # the stage entry's dataset, the input
     assert config.max_steps == 9 and config.output_dir == str(tmp_path / "run" / "one")  # STAGE.KEY wins
     assert config.reward_kwargs == {"think_length": {"max_words": 8}}
+    assert config.reward_funcs == [f"{(tmp_path / 'mine.py').resolve()}:shout"]  # beside the pipeline YAML
 
 
 def test_base_errors_name_the_file(tmp_path):
