@@ -65,8 +65,8 @@ def test_deepspeed_cpu_two_processes(stage, tiny_model, ds_data, tmp_path):
                "launch/stage1.sh",  # the stage script as written: accelerate runs its Python part
                "--model_name_or_path", str(tiny_model["full"]), "--dataset", str(ds_data),
                "--output_dir", str(output), "--max_steps", "2", "--report_to", "none"]
-    env = {**os.environ, "HS_RL_STAGES": "stages/tiny", "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    env = {**os.environ, "HS_RL_STAGES": "stages/tiny", "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "",
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.monotonic()
     try:
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)

@@ -248,7 +248,7 @@ def test_load_best_model_at_end_loads_the_best_checkpoint(tiny_model, sample_dat
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 
     from hs_rl.train import build_trainer
-    from tests.trainer_helpers import sample_records, stage_args
+    from tests.grpo.trainer_helpers import sample_records, stage_args
 
     records = [r for r in sample_records(sample_data) if r.modality == "video"]
     trainer = build_trainer(*stage_args(tiny_model["full"], records, tmp_path, max_steps=2, save_strategy="steps",

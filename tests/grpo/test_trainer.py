@@ -181,7 +181,7 @@ def test_trainable_encoders_build_no_graph_in_no_grad_passes(tiny_model, records
     """With trainable towers (use_cache=False) the encoders follow the caller: a graph for the loss forward,
     none inside TRL's no-grad log-prob passes and generation (a throwaway graph there costs activation memory)."""
     from hs_rl.grpo.config import DataArguments
-    from hs_rl.data.dataset import prepare_prompt
+    from hs_rl.data.prompt_media import prepare_prompt
     from hs_rl.grpo.model import freeze_encoders, load_processor, load_thinker
     from hs_rl.grpo.omni_inputs import encode_media
 

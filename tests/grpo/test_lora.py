@@ -8,7 +8,7 @@ import shutil
 import torch
 from safetensors.torch import load_file
 
-from tests.test_resume import assert_same_run, metrics, resume_from_copy, run, train_command
+from tests.grpo.test_resume import assert_same_run, metrics, resume_from_copy, run, train_command
 
 LORA = ("--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--max_steps", "2", "--save_steps", "1",
         "--keep_adapter", "true")
