@@ -215,17 +215,17 @@ def test_each_clip_decoded_once_per_use_with_workers(tiny_model, records, tmp_pa
     """The recipe's shape (one prompt per device per generation, steps_per_generation = accumulation, several
     DataLoader workers): TRL fetches the whole generation batch at every micro-step, and each fetch goes to the
     next worker, so each worker's own cache decoded the clip again. Each use must decode it once."""
-    import hs_rl.data.dataset as dataset_module
+    import hs_rl.data.prompt_media as prompt_media  # where a record's clip is decoded
 
     log = tmp_path / "decodes.txt"
-    real_load_video = dataset_module.load_video
+    real_load_video = prompt_media.load_video
 
     def counting_load_video(path, *args, **kwargs):
         with open(log, "a") as handle:  # appended from the DataLoader worker processes
             handle.write(f"{path}\n")
         return real_load_video(path, *args, **kwargs)
 
-    monkeypatch.setattr(dataset_module, "load_video", counting_load_video)
+    monkeypatch.setattr(prompt_media, "load_video", counting_load_video)
     video = [r for r in records if r.modality == "video"][:4]
     trainer = build_trainer(*stage_args(tiny_model["full"], video, tmp_path / "run", num_generations=4,
                                         per_device_train_batch_size=1, gradient_accumulation_steps=4,
