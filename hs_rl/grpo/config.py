@@ -63,9 +63,10 @@ class OmniGRPOConfig(GRPOConfig):
     completions_log: bool = field(
         default=True, metadata={"help": "Append each generation batch's completions and rewards to a JSONL."})
     shared_prefix: bool = field(
-        default=True, metadata={"help": "Run a group's prompt once in the log-prob/loss forwards and reuse its KV "
-                                        "cache for the group's completions (exact; off automatically with gradient "
-                                        "checkpointing, ZeRO-3 or PEFT)."})
+        default=True, metadata={"help": "Pack each micro-batch of whole groups into one sequence: a group's prompt "
+                                        "runs once, its completions attend to it (exact; works with gradient "
+                                        "checkpointing, ZeRO-3 and LoRA; a micro-batch that splits a group uses the "
+                                        "plain per-row forward)."})
     keep_adapter: bool = field(
         default=False, metadata={"help": "LoRA (use_peft): also keep the adapter in OUTPUT_DIR/final_adapter; final/ "
                                          "always holds the merged model."})

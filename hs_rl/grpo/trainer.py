@@ -13,8 +13,8 @@ Hooks overridden, and why:
 - `_tokenize_prompts`: prompts were tokenized, with media placeholders expanded, in DataLoader workers.
 - `_generate_single_turn`: prefill each distinct prompt once, then decode all rows of all groups together.
 - `_get_per_token_logps_and_entropies`: the forward pass with each row's media, chunked like TRL's; with
-  `shared_prefix` (default) a group's prompt runs once and its KV cache serves the group's completions
-  (hs_rl.grpo.prefix_sharing).
+  `shared_prefix` (default) a micro-batch of whole groups is packed into one sequence, each prompt once with
+  its completions after it under a per-group attention mask (hs_rl.grpo.prefix_sharing).
 - `_save_checkpoint`, `_load_from_checkpoint`, `_load_best_model`, `_get_train_sampler`, `_run_epoch`: completion
   markers, a resume (and best-model load) that really loads the weights, per-epoch data order under any
   sampler wrapping, no extra step on a re-run (see hs_rl.grpo.checkpoints for why each is needed).
@@ -44,7 +44,7 @@ from hs_rl.data.dataset import FirstUseSampler, prompt_count
 from hs_rl.grpo.checkpoints import load_saved_weights, loads_plain_weights, mark_complete
 from hs_rl.grpo.generation import generate_rows
 from hs_rl.grpo.omni_inputs import PromptMedia, embed_rows, rope_positions, thinker_of
-from hs_rl.grpo.prefix_sharing import shared_prefix_logps, unsafe_reason
+from hs_rl.grpo.prefix_sharing import completion_masks_are_prefixes, shared_prefix_logps, splits_a_group, unsafe_reason
 from hs_rl.grpo.progress_recorder import ProgressRecorder
 from hs_rl.grpo.sampler import epoch_seeded
 from hs_rl.rewards.common import completion_text
@@ -97,6 +97,7 @@ class OmniGRPOTrainer(GRPOTrainer):
         if self.shared_prefix and (reason := unsafe_reason(self)) is not None:
             logger.warning("shared_prefix is off for this run (plain per-row forward instead): %s", reason)
             self.shared_prefix = False
+        self._split_group_logged = False
         self.reward_error_counts: dict[str, int] = {}
         # rotation happens after the completion marker (hs_rl.grpo.checkpoints.mark_complete), not in the Trainer
         self.checkpoint_limit, self.args.save_total_limit = self.args.save_total_limit, None
@@ -209,7 +210,7 @@ class OmniGRPOTrainer(GRPOTrainer):
         for start in range(0, input_ids.size(0), batch_size):
             end = min(start + batch_size, input_ids.size(0))
             ids, mask, chunk = input_ids[start:end], attention_mask[start:end], rows[start:end]
-            if self.shared_prefix and prompt_width >= 2:
+            if self.shared_prefix and self._packs(ids, mask, chunk, prompt_width):
                 logps, entropies = shared_prefix_logps(
                     model, thinker, ids, mask, chunk, logits_to_keep, encoders_frozen=self.encoders_frozen,
                     run_all_towers=self.run_all_towers, compute_entropy=compute_entropy,
@@ -232,6 +233,20 @@ class OmniGRPOTrainer(GRPOTrainer):
         logps = torch.cat(all_logps, dim=0)
         entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
         return logps, entropies, None
+
+    def _packs(self, ids: torch.Tensor, mask: torch.Tensor, rows: list[PromptMedia], prompt_width: int) -> bool:
+        """Whether this micro-batch goes through the packed forward: whole groups only (one log line otherwise)."""
+        group_size = self.num_generations if self.model.training else self.num_generations_eval
+        if splits_a_group(rows, group_size) or not completion_masks_are_prefixes(mask, prompt_width):
+            if not self._split_group_logged:
+                logger.warning(
+                    "shared_prefix: a micro-batch holds part of a group (%d rows, %d prompts, %d generations each); "
+                    "such micro-batches use the plain per-row forward. Put whole groups in a micro-batch: "
+                    "per_device_train_batch_size a multiple of num_generations and steps_per_generation 1.",
+                    len(rows), len({id(r) for r in rows}), group_size)
+                self._split_group_logged = True
+            return False
+        return True
 
     # ---- logs --------------------------------------------------------------------------------------------
     def _log_completions_jsonl(self, inputs: list[dict[str, Any]], mode: str) -> None:

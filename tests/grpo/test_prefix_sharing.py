@@ -1,45 +1,101 @@
-"""Shared-prompt forward (hs_rl.grpo.prefix_sharing) equals the plain per-row forward: log-probs, entropies,
-gradients."""
+"""Packed groups (hs_rl.grpo.prefix_sharing) equal the plain per-row forward: log-probs, entropies, gradients.
+
+Checked on a shuffled micro-batch of whole groups mixing video, audio and video+audio prompts; with gradient
+checkpointing on and LoRA; with completions of different lengths (padding); on any grouping of rows (split
+groups, singletons) through the packing function itself. ZeRO-3 with two processes: tests/grpo/test_deepspeed_cpu.py.
+"""
 from __future__ import annotations
+
+import logging
 
 import pytest
 import torch
 
-from hs_rl.grpo.prefix_sharing import prompt_groups, unsafe_reason
+from hs_rl.grpo import prefix_sharing
+from hs_rl.grpo.omni_inputs import thinker_of
+from hs_rl.grpo.prefix_sharing import prompt_groups, shared_prefix_logps, splits_a_group
 from hs_rl.train import build_trainer
 from tests.grpo.trainer_helpers import interleaved, sample_records, stage_args
 
 
-@pytest.fixture(scope="module")
-def buffered(tiny_model, sample_data, tmp_path_factory):
-    """A trainer that generated one mixed (video, audio, video_audio) batch, shuffled and split by TRL."""
-    out = tmp_path_factory.mktemp("prefix")
-    chosen = interleaved(sample_records(sample_data), count=8)
-    trainer = build_trainer(*stage_args(tiny_model["full"], chosen, out, per_device_train_batch_size=6,
-                                        num_generations=3, steps_per_generation=2, beta=0.1, temperature=0.7,
-                                        max_completion_length=6))
+def _buffered_trainer(tiny_model, sample_data, out, **overrides):
+    """A trainer that generated one micro-batch of three whole groups (video, audio, video_audio), shuffled by TRL."""
+    chosen = interleaved(sample_records(sample_data), count=3)
+    settings = dict(per_device_train_batch_size=9, num_generations=3, steps_per_generation=1, beta=0.1,
+                    temperature=0.7, max_completion_length=6)
+    trainer = build_trainer(*stage_args(tiny_model["full"], chosen, out, **{**settings, **overrides}))
     assert trainer.shared_prefix
+    if trainer.args.gradient_checkpointing:  # as Trainer.train switches it on
+        trainer.model.activation_checkpointing_enable(
+            activation_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs or None)
     trainer.model.train()
     batch = next(iter(trainer.get_train_dataloader()))
     trainer._prepare_inputs(batch)
+    micro = trainer._buffered_inputs[0]
+    kinds = {(r.has_video, r.has_audio, r.use_audio_in_video) for r in micro["media"]}
+    assert len(kinds) == 3, f"the micro-batch does not mix video, audio and video_audio rows: {kinds}"
     return trainer
 
 
-def _forward(trainer, micro, shared: bool, order=None):
-    """(log-probs, entropies, grads of sum of masked log-probs w.r.t. the LM parameters)."""
+@pytest.fixture(scope="module")
+def buffered(tiny_model, sample_data, tmp_path_factory):
+    return _buffered_trainer(tiny_model, sample_data, tmp_path_factory.mktemp("prefix"))
+
+
+@pytest.fixture(scope="module")
+def buffered_lora_checkpointed(tiny_model, sample_data, tmp_path_factory):
+    trainer = _buffered_trainer(tiny_model, sample_data, tmp_path_factory.mktemp("prefix_lora"),
+                                gradient_checkpointing=True, use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0,
+                                lora_target_modules=["q_proj", "v_proj", "down_proj"])
+    language_model = thinker_of(trainer.accelerator.unwrap_model(trainer.model)).model.language_model
+    assert language_model.gradient_checkpointing and language_model.is_gradient_checkpointing
+    assert trainer.model.__class__.__name__.startswith("Peft")
+    return trainer
+
+
+def _inputs(micro, order=None, cut=None):
+    """(ids, mask, rows, logits_to_keep) of a buffered micro-batch; `cut` shortens some completions (padding)."""
     ids = torch.cat([micro["prompt_ids"], micro["completion_ids"]], dim=1)
-    mask = torch.cat([micro["prompt_mask"], micro["completion_mask"]], dim=1)
+    mask = torch.cat([micro["prompt_mask"], micro["completion_mask"]], dim=1).clone()
+    keep = micro["completion_ids"].size(1)
+    if cut:
+        for row, length in cut.items():
+            mask[row, ids.size(1) - keep + length:] = 0
     rows = micro["media"]
     if order is not None:
         ids, mask, rows = ids[order], mask[order], [rows[i] for i in order]
+    return ids, mask, rows, keep
+
+
+def _forward(trainer, inputs, shared: bool, direct: bool = False):
+    """(log-probs, entropies, grads of the sum of masked log-probs w.r.t. the trained parameters)."""
+    ids, mask, rows, keep = inputs
     trainer._rows = rows
     trainer.shared_prefix = shared
     trainer.model.zero_grad(set_to_none=True)
+    calls = []
+    original = prefix_sharing.shared_prefix_logps
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
     try:
-        logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
-            trainer.model, ids, mask, micro["completion_ids"].size(1), compute_entropy=True)
-        completion_mask = mask[:, -micro["completion_ids"].size(1):]
-        (logps * completion_mask).sum().backward()
+        if direct:  # the packing function on any grouping, bypassing the trainer's whole-group rule
+            thinker = thinker_of(trainer.accelerator.unwrap_model(trainer.model))
+            logps, entropies = shared_prefix_logps(trainer.model, thinker, ids, mask, rows, keep,
+                                                   encoders_frozen=True, run_all_towers=False, compute_entropy=True)
+        else:
+            import hs_rl.grpo.trainer as trainer_module
+
+            trainer_module.shared_prefix_logps = counted
+            try:
+                logps, entropies, _ = trainer._get_per_token_logps_and_entropies(
+                    trainer.model, ids, mask, keep, compute_entropy=True)
+            finally:
+                trainer_module.shared_prefix_logps = original
+            assert bool(calls) == shared, "the packed path was not taken" if shared else "packed path taken"
+        (logps * mask[:, -keep:]).sum().backward()
     finally:
         trainer.shared_prefix = True
     grads = {n: p.grad.detach().clone() for n, p in trainer.model.named_parameters()
@@ -48,66 +104,90 @@ def _forward(trainer, micro, shared: bool, order=None):
     return logps.detach(), entropies.detach(), grads
 
 
-def _compare(trainer, micro, order=None):
-    plain = _forward(trainer, micro, shared=False, order=order)
-    shared = _forward(trainer, micro, shared=True, order=order)
-    torch.testing.assert_close(shared[0], plain[0], atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(shared[1], plain[1], atol=1e-5, rtol=1e-5)
-    assert plain[2].keys() == shared[2].keys() and any("language_model" in n for n in plain[2])
+def _compare(trainer, inputs, direct=False):
+    """Packed vs plain on the valid completion columns (the plain path's padded columns are masked by TRL)."""
+    plain = _forward(trainer, inputs, shared=False)
+    packed = _forward(trainer, inputs, shared=True, direct=direct)
+    valid = inputs[1][:, -inputs[3]:].bool()
+    assert valid.any()
+    torch.testing.assert_close(packed[0][valid], plain[0][valid], atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(packed[1][valid], plain[1][valid], atol=1e-5, rtol=1e-5)
+    assert not packed[0][~valid].any()  # padded columns: 0, never read by TRL's masked losses
+    assert plain[2].keys() == packed[2].keys() and any("language_model" in n for n in plain[2])
+    worst = 0.0
     for name in plain[2]:
-        torch.testing.assert_close(shared[2][name], plain[2][name], atol=1e-5, rtol=1e-4, msg=name)
-    return (max((shared[0] - plain[0]).abs().max().item(), 0.0),
-            max((shared[2][n] - plain[2][n]).abs().max().item() for n in plain[2]))
+        scale = plain[2][name].abs().max().clamp(min=1e-12)
+        relative = ((packed[2][name] - plain[2][name]).abs().max() / scale).item()
+        assert relative <= 1e-5, f"{name}: relative gradient difference {relative:.2e}"
+        worst = max(worst, relative)
+    return (packed[0] - plain[0])[valid].abs().max().item(), worst
 
 
 def test_groups_by_identity():
     a, b, c = object(), object(), object()
     assert prompt_groups([a, b, a, c, b]) == ([0, 1, 3], [0, 1, 0, 2, 1])
     assert prompt_groups([a]) == ([0], [0])
+    assert not splits_a_group([a, b, a, b], 2) and splits_a_group([a, b, a], 2)
 
 
-def test_shared_prefix_equals_plain_on_shuffled_mixed_batch(buffered):
-    trainer = buffered
-    kinds = set()
-    for micro in trainer._buffered_inputs:
-        rows = micro["media"]
-        kinds |= {(r.has_video, r.has_audio, r.use_audio_in_video) for r in rows}
-        logp_diff, grad_diff = _compare(trainer, micro)
-        print(f"groups={len(prompt_groups(rows)[0])} rows={len(rows)} max|dlogp|={logp_diff:.2e} "
-              f"max|dgrad|={grad_diff:.2e}")
-    assert len(kinds) == 3, f"the batch did not mix video, audio and video_audio rows: {kinds}"
+def test_packed_equals_plain_on_shuffled_mixed_batch(buffered):
+    micro = buffered._buffered_inputs[0]
+    logp_diff, grad_diff = _compare(buffered, _inputs(micro))
+    print(f"groups={len(prompt_groups(micro['media'])[0])} rows={len(micro['media'])} "
+          f"max|dlogp|={logp_diff:.2e} max rel dgrad={grad_diff:.2e}")
 
 
-def test_any_grouping_and_singletons(buffered):
-    """Reversed and interleaved rows, and a group of size one (a row alone in its micro-batch slice)."""
-    trainer = buffered
-    micro = trainer._buffered_inputs[0]
+def test_packed_equals_plain_with_padding_and_reordering(buffered):
+    micro = buffered._buffered_inputs[0]
     n = len(micro["media"])
-    _compare(trainer, micro, order=list(reversed(range(n))))
-    _compare(trainer, micro, order=[i for i in range(n) if i % 2 == 0] + [i for i in range(n) if i % 2])
-    _compare(trainer, micro, order=[0])
+    _compare(buffered, _inputs(micro, cut={0: 2, 3: 1, 5: 4, 7: 0}))
+    _compare(buffered, _inputs(micro, order=list(reversed(range(n))), cut={1: 3}))
 
 
-def test_shared_prefix_in_old_and_ref_logps(buffered):
-    """The generation-time old/ref log-probs (computed with shared_prefix on) match a plain recomputation."""
-    trainer = buffered
-    for micro in trainer._buffered_inputs:
-        plain = _forward(trainer, micro, shared=False)[0]
-        valid = micro["completion_mask"].bool()
-        torch.testing.assert_close(micro["ref_per_token_logps"][valid], plain[valid], atol=1e-4, rtol=1e-4)
+def test_packing_any_grouping(buffered):
+    """The packing function itself on split groups and a singleton (the trainer sends these to the plain path)."""
+    micro = buffered._buffered_inputs[0]
+    rows = micro["media"]
+    first, group_of_row = prompt_groups(rows)
+    split = [i for i in range(len(rows)) if group_of_row[i] == 0][:2] + [first[1]]
+    _compare(buffered, _inputs(micro, order=split), direct=True)
+    _compare(buffered, _inputs(micro, order=[0]), direct=True)
 
 
-def test_fallback_with_gradient_checkpointing(tiny_model, sample_data, tmp_path):
-    trainer = build_trainer(*stage_args(tiny_model["full"], interleaved(sample_records(sample_data), count=4),
-                                        tmp_path, gradient_checkpointing=True))
-    assert not trainer.shared_prefix
-    assert "gradient checkpointing" in unsafe_reason(trainer)
-    trainer.train()  # the plain path trains as before
+def test_split_group_falls_back_with_one_log_line(buffered, caplog):
+    micro = buffered._buffered_inputs[0]
+    buffered._split_group_logged = False
+    with caplog.at_level(logging.WARNING, logger="hs_rl.grpo.trainer"):
+        _forward(buffered, _inputs(micro, order=[0, 1]), shared=False)  # shared_prefix on, but a split group
+        buffered.shared_prefix = True
+        buffered._rows = [micro["media"][0], micro["media"][1]]
+        ids, mask, rows, keep = _inputs(micro, order=[0, 1])
+        buffered._get_per_token_logps_and_entropies(buffered.model, ids, mask, keep)
+        buffered._get_per_token_logps_and_entropies(buffered.model, ids, mask, keep)
+    lines = [r for r in caplog.records if "holds part of a group" in r.getMessage()]
+    assert len(lines) == 1
 
 
-def test_training_step_with_shared_prefix(tiny_model, sample_data, tmp_path):
+def test_packed_equals_plain_with_gradient_checkpointing_and_lora(buffered_lora_checkpointed):
+    trainer = buffered_lora_checkpointed
+    micro = trainer._buffered_inputs[0]
+    _, _, grads = _forward(trainer, _inputs(micro), shared=True)
+    assert grads and all("lora_" in n for n in grads)
+    _compare(trainer, _inputs(micro, cut={2: 3}))
+
+
+def test_packed_in_old_and_ref_logps(buffered):
+    """The generation-time reference log-probs (computed packed) match a plain recomputation."""
+    micro = buffered._buffered_inputs[0]
+    plain = _forward(buffered, _inputs(micro), shared=False)[0]
+    valid = micro["completion_mask"].bool()
+    torch.testing.assert_close(micro["ref_per_token_logps"][valid], plain[valid], atol=1e-4, rtol=1e-4)
+
+
+def test_training_step_packed(tiny_model, sample_data, tmp_path):
     trainer = build_trainer(*stage_args(tiny_model["full"], interleaved(sample_records(sample_data), count=6),
-                                        tmp_path, per_device_train_batch_size=6, num_generations=3, beta=0.05))
+                                        tmp_path, per_device_train_batch_size=6, num_generations=3, beta=0.05,
+                                        gradient_checkpointing=True))
     assert trainer.shared_prefix
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
@@ -121,7 +201,6 @@ def test_batched_group_generation_matches_per_prompt_generate(buffered):
     import copy
 
     from hs_rl.grpo.generation import generate_rows
-    from hs_rl.grpo.omni_inputs import thinker_of
 
     trainer = buffered
     thinker = thinker_of(trainer.accelerator.unwrap_model(trainer.model))
@@ -142,8 +221,7 @@ def test_batched_group_generation_matches_per_prompt_generate(buffered):
                           if getattr(row, k) is not None}
                 logits.clear()
                 thinker.model.rope_deltas = None
-                ref = thinker.generate(input_ids=row.input_ids[None],
-                                       attention_mask=torch.ones_like(row.input_ids[None]),
+                ref = thinker.generate(input_ids=row.input_ids[None], attention_mask=torch.ones_like(row.input_ids[None]),
                                        use_audio_in_video=row.use_audio_in_video, generation_config=greedy, **kwargs)
                 thinker.model.rope_deltas = None
                 assert completion == ref[0, row.input_ids.numel():].tolist()
