@@ -98,6 +98,7 @@ class OmniGRPOTrainer(GRPOTrainer):
             logger.warning("shared_prefix is off for this run (plain per-row forward instead): %s", reason)
             self.shared_prefix = False
         self._split_group_logged = False
+        self._last_packed: bool | None = None
         self.reward_error_counts: dict[str, int] = {}
         # rotation happens after the completion marker (hs_rl.grpo.checkpoints.mark_complete), not in the Trainer
         self.checkpoint_limit, self.args.save_total_limit = self.args.save_total_limit, None
@@ -172,7 +173,12 @@ class OmniGRPOTrainer(GRPOTrainer):
 
     def _compute_loss(self, model, inputs):
         self._rows = inputs["media"]
-        return super()._compute_loss(model, inputs)
+        self._last_packed = None
+        loss = super()._compute_loss(model, inputs)
+        if self._last_packed is not None:  # 1.0: this micro-batch's loss forward ran packed (hs_rl.grpo.prefix_sharing)
+            mode = "train" if self.model.training else "eval"
+            self._metrics[mode]["shared_prefix/packed"].append(float(self._last_packed))
+        return loss
 
     def _tokenize_prompts(self, prompts: list):
         return [row.input_ids.tolist() for row in self._rows], None, {}
@@ -210,7 +216,9 @@ class OmniGRPOTrainer(GRPOTrainer):
         for start in range(0, input_ids.size(0), batch_size):
             end = min(start + batch_size, input_ids.size(0))
             ids, mask, chunk = input_ids[start:end], attention_mask[start:end], rows[start:end]
-            if self.shared_prefix and self._packs(ids, mask, chunk, prompt_width):
+            packed = self.shared_prefix and self._packs(ids, mask, chunk, prompt_width)
+            self._last_packed = packed
+            if packed:
                 logps, entropies = shared_prefix_logps(
                     model, thinker, ids, mask, chunk, logits_to_keep, encoders_frozen=self.encoders_frozen,
                     run_all_towers=self.run_all_towers, compute_entropy=compute_entropy,

@@ -25,6 +25,7 @@ import torch
 
 ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300  # a run takes ~20-30 s on 2 cores; the first one also JIT-builds DeepSpeed's shm op
+_FINALS: dict[str, Path] = {}  # stage -> final model folder of test_deepspeed_cpu_two_processes (packed groups on)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +65,8 @@ def test_deepspeed_cpu_two_processes(stage, tiny_model, ds_data, tmp_path):
                "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
                "launch/stage1.sh",  # the stage script as written: accelerate runs its Python part
                "--model_name_or_path", str(tiny_model["full"]), "--dataset", str(ds_data),
-               "--output_dir", str(output), "--max_steps", "2", "--report_to", "none"]
+               "--output_dir", str(output), "--max_steps", "2", "--report_to", "none",
+               "--gradient_checkpointing", "true"]
     env = {**os.environ, "HS_RL_STAGES": "stages/tiny", "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "",
            "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.monotonic()
@@ -82,6 +84,8 @@ def test_deepspeed_cpu_two_processes(stage, tiny_model, ds_data, tmp_path):
 
     final = output / "final"
     assert (final / "hs_rl_export.json").is_file()
+    assert (result.stdout + result.stderr).count("'shared_prefix/packed': '1'") == 2  # both steps ran packed
+    _FINALS[stage] = final
     trained, info = _thinker(final)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
     initial, _ = _thinker(tiny_model["full"])
@@ -117,3 +121,40 @@ def test_deepspeed_cpu_two_processes(stage, tiny_model, ds_data, tmp_path):
     assert (rerun.stdout + rerun.stderr).count("'grad_norm':") == 0, "the re-run trained a step"
     again_exported = _thinker(output / "final")[0].state_dict()
     assert all(torch.equal(exported[k], again_exported[k]) for k in exported)
+
+@pytest.mark.slow
+@pytest.mark.timeout(2 * TIMEOUT_S + 60)
+def test_zero3_packed_groups_equal_plain(tiny_model, ds_data, tmp_path):
+    """ZeRO-3, two processes, gradient checkpointing on: two steps with packed groups (hs_rl.grpo.prefix_sharing)
+    leave the same weights as two steps with the plain per-row forward (same seed, same rollouts), to 1e-5.
+    The packed run is test_deepspeed_cpu_two_processes[zero3]'s when it ran first in this session."""
+    pytest.importorskip("deepspeed")
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
+           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    finals = {}
+    for shared in ("true", "false"):
+        if shared == "true" and "zero3" in _FINALS:
+            finals[shared] = _thinker(_FINALS["zero3"])[0].state_dict()
+            continue
+        output = tmp_path / f"shared_{shared}"
+        command = [sys.executable, "-m", "accelerate.commands.launch",
+                   "--config_file", "launch/accelerate/zero3.yaml", "--num_processes", "2",
+                   "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
+                   "-m", "hs_rl.train", "stages/tiny/stage1_video.yaml",
+                   "--model_name_or_path", str(tiny_model["full"]), "--dataset", str(ds_data),
+                   "--output_dir", str(output), "--max_steps", "2", "--report_to", "none", "--save_strategy", "no",
+                   "--gradient_checkpointing", "true", "--shared_prefix", shared]
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+        log = result.stdout + result.stderr
+        (tmp_path / f"shared_{shared}.log").write_text(log)
+        assert result.returncode == 0, log[-3000:]
+        packed_steps = log.count("'shared_prefix/packed': '1'")
+        assert packed_steps == (2 if shared == "true" else 0), f"shared_prefix={shared}: {packed_steps} packed steps"
+        assert "holds part of a group" not in log and "shared_prefix is off" not in log
+        finals[shared] = _thinker(output / "final")[0].state_dict()
+    before = _thinker(tiny_model["full"])[0].state_dict()
+    packed, plain = finals["true"], finals["false"]
+    assert any(not torch.equal(before[k], plain[k]) for k in plain if k.startswith("model.language_model."))
+    worst = max((packed[k] - plain[k]).abs().max().item() for k in plain)
+    print(f"zero3 packed vs plain after 2 steps: max |dw| = {worst:.2e}")
+    assert worst <= 1e-5
