@@ -45,6 +45,13 @@ PRESETS = {
     # ~30M parameters; the 7B model's ratios (vision ~ 675M : audio ~ 640M : LM ~ 7B) scaled down
     "small": dict(hidden=512, layers=6, heads=8, kv_heads=2, intermediate=1536, v_hidden=256, v_depth=4, v_heads=4,
                   v_intermediate=512, a_hidden=256, a_layers=4, a_heads=4, a_ffn=1024, vocab=2048),
+    # benchmark proxy of the recipe (benchmarks/grpo_step.py --recipe): the released model's vocabulary size
+    # (152,064 rows in the embedding and the LM head; the tokenizer itself stays small), its MLP/hidden ratio
+    # (18944/3584 ≈ 5.3) and GQA (kv heads = heads/4 here, /7 there), and the 7B's encoder/LM parameter ratio
+    # (vision 0.68B + audio 0.64B : LM 7.6B ≈ 0.17, embeddings included on both sides)
+    "recipe": dict(hidden=512, layers=8, heads=8, kv_heads=2, intermediate=2688, v_hidden=384, v_depth=8, v_heads=6,
+                   v_intermediate=1024, a_hidden=384, a_layers=9, a_heads=6, a_ffn=1536, vocab=2048,
+                   model_vocab=152064),
 }
 
 
@@ -133,7 +140,7 @@ def thinker_config(tokenizer, preset: str):
     half = head_dim // 2
     mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]  # temporal, height, width (7B: 16/24/24)
     text = Qwen2_5OmniTextConfig(
-        vocab_size=len(tokenizer), hidden_size=p["hidden"], intermediate_size=p["intermediate"],
+        vocab_size=max(len(tokenizer), p.get("model_vocab", 0)), hidden_size=p["hidden"], intermediate_size=p["intermediate"],
         num_hidden_layers=p["layers"], num_attention_heads=p["heads"], num_key_value_heads=p["kv_heads"],
         max_position_embeddings=32768, tie_word_embeddings=False,
         rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
