@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
 from trl import TrlParser
 
 from hs_rl.rewards.registry import specs_relative_to
@@ -61,6 +60,9 @@ COMMANDS: dict[str, Command] = {
                                 positional=("output_dir",)),
     "eval": Command("hs_rl.eval.evaluate", ("EvalArguments",), "run_eval",
                     "answer the HumanSense benchmark with a checkpoint (resumable)"),
+    "plot": Command("hs_rl.plots", ("PlotArguments",), "run_plot",
+                    "draw each stage's training curves (reward, KL, length, clip ratio) to report/curves.png",
+                    positional=("output_dirs",), variadic_last=True),
     "score": Command("hs_rl.eval.scoring", ("ScoreArguments",), "run_score",
                      "score result files: per task, tier, question type; report and plot",
                      positional=("results",), variadic_last=True),

@@ -4,8 +4,9 @@ Nothing is downloaded: the tokenizer is trained here with `tokenizers`, the proc
 `Qwen2_5OmniProcessor`, and the weights are random. Two checkpoints are written: a complete
 `Qwen2_5OmniForConditionalGeneration` with talker, token2wav and `spk_dict.pt`, as the released checkpoint
 is laid out) at the top of the output folder, and `thinker/` inside it (a thinker-only checkpoint), so the
-output folder itself is what `--model_name_or_path` takes. Presets: `tiny` (< 100k parameters, seconds on CPU)
-and `small` (tens of millions of parameters with the 7B model's encoder/LM proportions, for benchmarks).
+output folder itself is what `--model_name_or_path` takes. Presets: `tiny` (< 100k parameters, seconds on CPU),
+`demo` (what `hs-rl demo` trains: learns the curriculum in minutes on CPU) and `small` (tens of millions of
+parameters with the 7B model's encoder/LM proportions, for benchmarks).
 """
 from __future__ import annotations
 
@@ -42,6 +43,11 @@ PRESETS = {
                  # at the usual 0.02 a model this small outputs a near-uniform distribution whatever its input, so
                  # every prompt samples the same text; 0.3 makes its output depend on the prompt and its media
                  init=0.3),
+    # what `hs-rl demo` trains: a little more room than `tiny`, init 0.1 (its format warm-up, not the init, makes the
+    # first samples differ; at 0.02 a supervised check learned the curriculum half as fast), so that GRPO learns
+    # the curriculum in a minute or two per stage on CPU
+    "demo": dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, v_hidden=32, v_depth=1, v_heads=2,
+                 v_intermediate=64, a_hidden=32, a_layers=1, a_heads=2, a_ffn=64, vocab=640, init=0.1),
     # ~30M parameters; the 7B model's ratios (vision ~ 675M : audio ~ 640M : LM ~ 7B) scaled down
     "small": dict(hidden=512, layers=6, heads=8, kv_heads=2, intermediate=1536, v_hidden=256, v_depth=4, v_heads=4,
                   v_intermediate=512, a_hidden=256, a_layers=4, a_heads=4, a_ffn=1024, vocab=2048),
@@ -62,8 +68,8 @@ class TinyModelArguments:
     """Arguments of `hs-rl make-tiny-model`."""
 
     output_dir: str = field(metadata={"help": "Folder for the full Omni checkpoint (and `thinker/` inside it)."})
-    preset: Literal["tiny", "small"] = field(
-        default="tiny", metadata={"help": "tiny (<100k params) or small (tens of millions)."})
+    preset: Literal["tiny", "demo", "small"] = field(default="tiny", metadata={
+        "help": "tiny (<100k params), demo (what hs-rl demo trains) or small (tens of millions)."})
     seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
 
     def __post_init__(self):
@@ -117,8 +123,7 @@ def chat_template() -> str:
 
 def build_processor(tokenizer):
     """The real Qwen2.5-Omni processor around our tokenizer (Whisper features, Qwen2-VL video patches)."""
-    from transformers import (Qwen2_5OmniProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor,
-                              WhisperFeatureExtractor)
+    from transformers import Qwen2_5OmniProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor, WhisperFeatureExtractor
 
     return Qwen2_5OmniProcessor(
         image_processor=Qwen2VLImageProcessor(),
@@ -132,8 +137,11 @@ def build_processor(tokenizer):
 def thinker_config(tokenizer, preset: str):
     """A Qwen2.5-Omni thinker config of the preset's size whose special ids match `tokenizer`."""
     from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (
-        Qwen2_5OmniAudioEncoderConfig, Qwen2_5OmniTextConfig, Qwen2_5OmniThinkerConfig,
-        Qwen2_5OmniVisionEncoderConfig)
+        Qwen2_5OmniAudioEncoderConfig,
+        Qwen2_5OmniTextConfig,
+        Qwen2_5OmniThinkerConfig,
+        Qwen2_5OmniVisionEncoderConfig,
+    )
 
     p = PRESETS[preset]
     init = p.get("init", 0.02)
@@ -175,8 +183,12 @@ def thinker_config(tokenizer, preset: str):
 def full_config(thinker):
     """A complete Omni config: our thinker plus a minimal talker and token2wav (sub-config objects, not dicts)."""
     from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (
-        Qwen2_5OmniBigVGANConfig, Qwen2_5OmniConfig, Qwen2_5OmniDiTConfig, Qwen2_5OmniTalkerConfig,
-        Qwen2_5OmniToken2WavConfig)
+        Qwen2_5OmniBigVGANConfig,
+        Qwen2_5OmniConfig,
+        Qwen2_5OmniDiTConfig,
+        Qwen2_5OmniTalkerConfig,
+        Qwen2_5OmniToken2WavConfig,
+    )
 
     text = thinker.text_config
     talker = Qwen2_5OmniTalkerConfig(
