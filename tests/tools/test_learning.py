@@ -40,7 +40,7 @@ def test_curriculum_answers_come_from_the_media_only(tmp_path):
 
 
 # Issue 9 is open: with the shipped stages (200 steps each) the demo's held-out accuracy stays at chance after every
-# stage, and it takes ~16 min under load (benchmarks/RESULTS.md, "Learning, second round"). These tests state the
+# stage (403 s at load 3-5; benchmarks/RESULTS.md, "Learning, second round", third round). These tests state the
 # claim; they are skipped until the demo meets it, then the skip goes.
 NOT_YET = pytest.mark.skip(reason="issue 9 open: the demo stays at chance after training (RESULTS.md, Learning)")
 
