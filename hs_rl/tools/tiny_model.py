@@ -68,8 +68,9 @@ class TinyModelArguments:
     """Arguments of `hs-rl make-tiny-model`."""
 
     output_dir: str = field(metadata={"help": "Folder for the full Omni checkpoint (and `thinker/` inside it)."})
-    preset: Literal["tiny", "demo", "small"] = field(default="tiny", metadata={
-        "help": "tiny (<100k params), demo (what hs-rl demo trains) or small (tens of millions)."})
+    preset: Literal["tiny", "demo", "small", "recipe"] = field(default="tiny", metadata={
+        "help": "tiny (<100k params), demo (what hs-rl demo trains), small (tens of millions) or recipe (the "
+                "benchmark's proxy: real vocabulary, 7B encoder/LM proportion)."})
     seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
 
     def __post_init__(self):
