@@ -81,8 +81,8 @@ def test_stage_eval_block_adds_a_report_column(tiny_model, sample_data, tmp_path
     import yaml
 
     from hs_rl.data.convert import convert_file
-    from hs_rl.pipeline import PipelineArguments, run_pipeline
     from hs_rl.data.records import write_records
+    from hs_rl.pipeline import PipelineArguments, run_pipeline
 
     records = [r for r in convert_file(sample_data["train_json"], media_root=sample_data["media_root"])
                if r.modality == "video"]
