@@ -47,7 +47,7 @@ COMMANDS: dict[str, Command] = {
                       "where a run is: per stage state, step, rewards, ETA, checkpoint, final model",
                       positional=("output_dir",)),
     "demo": Command("hs_rl.tools.demo", ("DemoArguments",), "run_demo",
-                    "tiny model + sample data + the tiny three-stage pipeline, on CPU"),
+                    "demo model, media-only curriculum, format warm-up, three GRPO stages, held-out table; CPU"),
     "convert": Command("hs_rl.data.convert", ("ConvertArguments",), "run_convert",
                        "HumanSense JSON -> normalized records JSONL", positional=("input", "output")),
     "validate-data": Command("hs_rl.data.validation", ("ValidateArguments",), "run_validate",
