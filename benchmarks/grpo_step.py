@@ -88,8 +88,7 @@ def prepare(workdir: Path, preset: str, prompts_needed: int):
     chosen = [records[i % len(records)] for i in range(prompts_needed)]
     path = workdir / f"records-{prompts_needed}.jsonl"
     if not path.exists():  # the parent writes it; the mode processes, started together, only read it
-        write_records(chosen, path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").rename(path)
+        write_records(chosen, path)  # atomic already: a reader never sees half a file
     return model["full"], path, chosen
 
 
