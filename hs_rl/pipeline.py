@@ -55,6 +55,8 @@ class PipelineArguments:
         "help": "Start at this stage; the stage before it must be done (its final model is the input)."})
     only: str | None = field(default=None, metadata={"help": "Run this stage alone (same input rule)."})
     override: list[str] = field(default_factory=list, metadata={
+        # "extend": `--override A=1 --override B=2` keeps both (argparse's default kept only the last, silently)
+        "action": "extend",
         "help": "KEY=VALUE for every stage or STAGE.KEY=VALUE for one, e.g. stage1_video.max_steps=3."})
     launcher: str | None = field(default=None, metadata={
         "help": "Command a stage runs under, e.g. 'accelerate launch --config_file launch/accelerate/zero3.yaml' or "

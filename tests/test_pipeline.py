@@ -26,6 +26,18 @@ def test_overrides_and_selection():
     assert select_stages(spec, None, "stage3_video_audio") == [2]
 
 
+@pytest.mark.parametrize("command", ["pipeline", "demo"])
+def test_repeated_override_flags_all_count(command):
+    """`--override A --override B C` keeps A, B and C (argparse's plain store kept only the last flag's values)."""
+    from hs_rl.cli import build_parser
+
+    argv = ["--override", "beta=0.1", "--override", "stage2_audio.beta=0.2", "stage3_video_audio.max_steps=3"]
+    if command == "pipeline":
+        argv = ["--pipeline", str(REPO / "stages" / "pipeline.yaml"), *argv]
+    parsed = build_parser(command).parse_args_and_config(argv)[0]
+    assert parsed.override == ["beta=0.1", "stage2_audio.beta=0.2", "stage3_video_audio.max_steps=3"]
+
+
 def test_dry_run_chains_models(capsys):
     from hs_rl.pipeline import PipelineArguments, run_pipeline
 

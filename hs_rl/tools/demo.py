@@ -30,13 +30,15 @@ class DemoArguments:
     output_dir: str = field(default="experiments/demo", metadata={"help": "Where the model, data and runs go."})
     pipeline: str = field(default=str(DEMO_PIPELINE), metadata={"help": "The demo pipeline YAML to run."})
     override: list[str] = field(default_factory=list, metadata={
+        # "extend": `--override A=1 --override B=2` keeps both (argparse's default kept only the last, silently)
+        "action": "extend",
         "help": "Passed to the pipeline: KEY=VALUE or STAGE.KEY=VALUE (e.g. stage1_video.max_steps=2)."})
     evaluate: bool = field(default=True, metadata={
         "help": "Answer the held-out curriculum questions with the base model and each stage's model, and score."})
     seed: int = field(default=0, metadata={"help": "Seed of the curriculum (another seed: a fresh set of clips)."})
     preset: str = field(default=DEMO_PRESET, metadata={"help": "Model preset of `hs-rl make-tiny-model`."})
     warmup_steps: int = field(default=60, metadata={
-        "help": "Steps of the format warm-up (batch 8, random answer letters) that makes the `base` model."})
+        "help": "Steps of the format warm-up (2 prompts a step, each with every answer letter) that makes the `base` model."})
 
 
 def prepare_inputs(root: Path, seed: int = 0, preset: str = DEMO_PRESET) -> tuple[Path, dict[str, Path]]:
@@ -215,7 +217,7 @@ def run_demo(args: DemoArguments) -> int:
     print(f"[demo] preparing the {args.preset} model and the curriculum under {root}", flush=True)
     model, datasets = prepare_inputs(root, seed=args.seed, preset=args.preset)
     settings = stage_settings(args.pipeline)
-    print(f"[demo] format warm-up ({args.warmup_steps} steps, random answer letters) -> the base model", flush=True)
+    print(f"[demo] format warm-up ({args.warmup_steps} steps, every answer letter equally) -> the base model", flush=True)
     base = make_base(root, model, datasets, settings, args.warmup_steps)
     spec = load_pipeline(args.pipeline)
     names = [s.name for s in spec.stages]
