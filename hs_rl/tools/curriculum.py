@@ -3,7 +3,7 @@
 Three families, one per training stage of the recipe (routing in hs_rl/resources/routing.yaml):
 
 - `Curriculum_Video_Colour` (video, clips without an audio track): the colour of the big moving shape.
-- `Curriculum_Audio_Pitch` (audio, wav files): the pitch band of a tone.
+- `Curriculum_Audio_Pitch` (audio, wav files): the pitch band of a sound (a cluster of tones inside the band).
 - `Curriculum_VideoAudio_ColourPitch` (video with its own audio track): the shape's colour AND the tone's band,
   two colours × two bands, so neither the frames nor the sound alone can tell the four options apart.
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hs_rl.tools.sample_data import AUDIO_RATE, SINGLE, _encode_audio, _lettered, _tone, write_wav
+from hs_rl.tools.sample_data import AUDIO_RATE, SINGLE, _encode_audio, _lettered, write_wav
 
 VIDEO_TASK = "Curriculum_Video_Colour"
 AUDIO_TASK = "Curriculum_Audio_Pitch"
@@ -33,7 +33,11 @@ FAMILIES = {"video": VIDEO_TASK, "audio": AUDIO_TASK, "video_audio": VIDEO_AUDIO
 CHANCE = 0.25
 
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 60, 230), "white": (245, 245, 245)}
-BANDS = {"very low": 220.0, "low": 660.0, "high": 1900.0, "very high": 5200.0}  # centre Hz, ±8 % per clip
+# pitch bands in Hz, a quarter of the mel scale each with gaps between them: a clip's sound is a cluster of partials
+# spread over its band, so the band lights up many mel bins (a lone sine lit one bin of 128, a signal too faint for
+# the frozen random audio tower of the demo model to carry)
+BANDS = {"very low": (120.0, 450.0), "low": (750.0, 1400.0), "high": (2000.0, 3300.0), "very high": (4500.0, 7500.0)}
+PARTIALS = 12
 PAIR_COLOURS = ("red", "blue")
 PAIR_BANDS = ("very low", "high")
 
@@ -89,8 +93,14 @@ def _write_clip(path: Path, frames: list[np.ndarray], audio: np.ndarray | None) 
 
 
 def _tone_of(band: str, rng: np.random.Generator, seconds: float) -> np.ndarray:
-    hz = BANDS[band] * float(rng.uniform(0.92, 1.08))
-    return _tone(hz, seconds, rng, noise=0.02)
+    """PARTIALS sines at log-uniform frequencies inside the band, random phases, light noise (amplitude ≤ 0.5)."""
+    low, high = BANDS[band]
+    t = np.arange(int(round(seconds * AUDIO_RATE))) / AUDIO_RATE
+    hz = np.exp(rng.uniform(np.log(low), np.log(high), size=PARTIALS))
+    phases = rng.uniform(0, 2 * np.pi, size=PARTIALS)
+    signal = np.sin(2 * np.pi * hz[:, None] * t[None, :] + phases[:, None]).sum(0)
+    signal = 0.5 * signal / np.abs(signal).max() + 0.02 * rng.standard_normal(t.size)
+    return np.clip(signal, -1, 1).astype(np.float32)
 
 
 def _question(task: str, answer_index: int) -> dict[str, Any]:

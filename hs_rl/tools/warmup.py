@@ -28,17 +28,24 @@ def warmup_target(letter: str) -> str:
 
 
 class WarmupDataset(torch.utils.data.Dataset):
-    """`length` samples cycling over the prompts, each with a uniformly random letter among its options."""
+    """`length` items cycling over the prompts; an item is one prompt with EVERY option letter as a target.
+
+    Each prompt is taught all its letters at once (one row per letter, see `collate`), so the letter's loss is
+    the cross-entropy to a uniform choice, exactly, in every batch. Drawing one random letter per sample taught
+    the same in expectation only: after a short warm-up the sampled letters leaned 60 % to one letter, and GRPO,
+    which can only reinforce what it samples, collapsed onto it instead of learning from the media.
+    """
 
     def __init__(self, prompts: list[tuple[PromptMedia, Record]], tokenizer, length: int, seed: int):
-        rng = random.Random(seed)
         end = tokenizer.eos_token
+        order = random.Random(seed).sample(range(len(prompts)), len(prompts))
         self.items = []
         for i in range(length):
-            media, record = prompts[i % len(prompts)]
-            letter = rng.choice("ABCDE"[:max(len(record.options), 1)])
-            ids = tokenizer(warmup_target(letter) + end, add_special_tokens=False)["input_ids"]
-            self.items.append({"media": media, "target": torch.tensor(ids)})
+            media, record = prompts[order[i % len(prompts)]]
+            letters = "ABCDE"[:max(len(record.options), 1)]
+            targets = [torch.tensor(tokenizer(warmup_target(letter) + end, add_special_tokens=False)["input_ids"])
+                       for letter in letters]
+            self.items.append({"media": media, "targets": targets})
 
     def __len__(self) -> int:
         return len(self.items)
@@ -48,18 +55,19 @@ class WarmupDataset(torch.utils.data.Dataset):
 
 
 def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
-    """Left-padded prompts then right-padded targets, as GRPO's loss forward lays them out."""
-    rows = [item["media"] for item in items]
+    """One row per (prompt, letter): left-padded prompts then right-padded targets, as GRPO's loss lays them out."""
+    pairs = [(item["media"], target) for item in items for target in item["targets"]]
+    rows = [media for media, _ in pairs]
     width = max(r.input_ids.numel() for r in rows)
-    tail = max(item["target"].numel() for item in items)
-    ids = torch.zeros(len(items), width + tail, dtype=torch.long)
+    tail = max(target.numel() for _, target in pairs)
+    ids = torch.zeros(len(pairs), width + tail, dtype=torch.long)
     mask = torch.zeros_like(ids)
     labels = torch.full_like(ids, -100)
-    for b, (row, item) in enumerate(zip(rows, items)):
-        p, t = row.input_ids.numel(), item["target"].numel()
+    for b, (row, target) in enumerate(pairs):
+        p, t = row.input_ids.numel(), target.numel()
         ids[b, width - p:width], mask[b, width - p:width] = row.input_ids, 1
-        ids[b, width:width + t], mask[b, width:width + t] = item["target"], 1
-        labels[b, width:width + t] = item["target"]
+        ids[b, width:width + t], mask[b, width:width + t] = target, 1
+        labels[b, width:width + t] = target
     return {"input_ids": ids, "attention_mask": mask, "labels": labels, "rows": rows, "prompt_width": width}
 
 
@@ -77,9 +85,10 @@ class FormatWarmupTrainer(Trainer):
 
 
 def format_warmup(model_dir: str | Path, records: list[Record], output_dir: str | Path, *, steps: int = 150,
-                  batch_size: int = 8, learning_rate: float = 3e-3, seed: int = 0,
+                  batch_size: int = 2, learning_rate: float = 3e-3, seed: int = 0,
                   data_args: DataArguments | None = None) -> Path:
-    """Train the format on `records`' prompts (random letters) and export the result to `output_dir/final`."""
+    """Train the format on `records`' prompts (`batch_size` prompts a step, each with every letter) and export
+    the result to `output_dir/final`."""
     from hs_rl.data.prompt_media import prepare_prompt
     from hs_rl.grpo.export import FINAL_DIR, export_model, is_exported
     from hs_rl.grpo.model import freeze_encoders, load_processor, load_thinker
