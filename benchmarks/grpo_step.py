@@ -66,7 +66,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-PHASES = ("media", "generation", "logps", "backward", "rewards", "other")
+PHASES = ("media", "generation", "ref", "logps", "backward", "optimizer", "rewards", "other")
 MODES = ("upstream", "trl", "ours")
 RECIPE_MODES = ("trl", "ours_noshare", "ours")
 STEP_TAG, DONE_TAG = "@@STEP ", "@@DONE "
@@ -208,9 +208,61 @@ class Clock:
         return _P()
 
 
+class BodyCounter:
+    """Tokens (and forward seconds) that pass through the language-model body and the towers, per kind of pass.
+
+    Forward hooks on the policy's and the reference's `language_model` (the transformer body the packing
+    shortens) and on their vision/audio towers. Kinds: `prefill` / `decode` (policy without gradients: the
+    rollout), `ref` (reference model), `loss` (policy with gradients; gradient checkpointing replays the body's
+    layers in backward, which this hook does not see again, so the loss body runs about twice these tokens).
+    """
+
+    def __init__(self, policy, ref):
+        self.tokens = defaultdict(int)
+        self.seconds = defaultdict(float)
+        self.calls = defaultdict(int)
+        for model, name in ((policy, "policy"), (ref, "ref")):
+            if model is None:
+                continue
+            self._hook(model.model.language_model, name, body=True)
+            self._hook(model.model.visual, name + "_video_encoder", body=False)
+            self._hook(model.model.audio_tower, name + "_audio_encoder", body=False)
+
+    def _hook(self, module, name, body: bool):
+        import torch
+
+        def pre(mod, args, kwargs):
+            mod._bench_start = time.perf_counter()
+
+        def post(mod, args, kwargs, output):
+            elapsed = time.perf_counter() - mod._bench_start
+            if not body:
+                self.calls[name] += 1
+                self.seconds[name] += elapsed
+                return
+            embeds = kwargs.get("inputs_embeds")
+            shape = embeds.shape[:2] if embeds is not None else (args[0] if args else kwargs["input_ids"]).shape[:2]
+            tokens = int(shape[0] * shape[1])
+            kind = "ref" if name == "ref" else ("loss" if torch.is_grad_enabled() else
+                                                ("decode" if shape[1] == 1 else "prefill"))
+            self.tokens[kind] += tokens
+            self.seconds[kind] += elapsed
+            self.calls[kind] += 1
+
+        module.register_forward_pre_hook(pre, with_kwargs=True)
+        module.register_forward_hook(post, with_kwargs=True)
+
+    def snapshot(self) -> dict:
+        return {"tokens": dict(self.tokens), "seconds": dict(self.seconds), "calls": dict(self.calls)}
+
+    @staticmethod
+    def delta(now: dict, before: dict) -> dict:
+        return {part: {k: v - before.get(part, {}).get(k, 0) for k, v in now[part].items()} for part in now}
+
+
 # ------------------------------------------------------------------------------------------- ours
 
-def run_ours(trainer, args, protocol: Protocol) -> tuple[list[dict], dict]:
+def run_ours(trainer, args, protocol: Protocol, body: BodyCounter) -> tuple[list[dict], dict]:
     from transformers import TrainerCallback
 
     clock = Clock()
@@ -226,17 +278,30 @@ def run_ours(trainer, args, protocol: Protocol) -> tuple[list[dict], dict]:
         return out
 
     trainer._generate_single_turn = clock.wrap("generation", counted)
-    trainer._get_per_token_logps_and_entropies = clock.wrap("logps", trainer._get_per_token_logps_and_entropies)
+    logps_fn = trainer._get_per_token_logps_and_entropies
+    policy_logps, ref_logps = clock.wrap("logps", logps_fn), clock.wrap("ref", logps_fn)
+
+    def split_logps(model, *a, **k):  # the reference pass and the policy's passes timed apart
+        return (ref_logps if model is trainer.ref_model else policy_logps)(model, *a, **k)
+
+    trainer._get_per_token_logps_and_entropies = split_logps
     trainer._calculate_rewards = clock.wrap("rewards", trainer._calculate_rewards)
     trainer.accelerator.backward = clock.wrap("backward", trainer.accelerator.backward)
     trainer.get_batch_samples = clock.wrap("media", trainer.get_batch_samples)
     steps: list[dict] = []
-    state = {"last": None, "snap": {}, "tokens": 0}
+    state = {"last": None, "snap": {}, "tokens": 0, "body": body.snapshot(), "opt": None}
 
     class StepTimer(TrainerCallback):
         def on_train_begin(self, *a, **k):
             protocol.wait()
             state["last"] = time.perf_counter()
+            state["body"] = body.snapshot()
+
+        def on_pre_optimizer_step(self, *a, **k):
+            state["opt"] = time.perf_counter()
+
+        def on_optimizer_step(self, *a, **k):
+            clock.t["optimizer"] += time.perf_counter() - state["opt"]
 
         def on_step_end(self, *a, **k):
             now = time.perf_counter()
@@ -244,12 +309,13 @@ def run_ours(trainer, args, protocol: Protocol) -> tuple[list[dict], dict]:
             total = now - state["last"]
             phases["other"] = total - sum(phases.values())
             packed = trainer._metrics["train"].get("shared_prefix/packed", [])
+            now_body = body.snapshot()
             step = {"step_time": total, "phases": phases, "tokens": tokens["n"] - state["tokens"],
-                    "packed": float(packed[-1]) if packed else 0.0}
+                    "packed": float(packed[-1]) if packed else 0.0, "body": body.delta(now_body, state["body"])}
             steps.append(step)
             protocol.report(step)
             protocol.wait()
-            state.update(last=time.perf_counter(), snap=dict(clock.t), tokens=tokens["n"])
+            state.update(last=time.perf_counter(), snap=dict(clock.t), tokens=tokens["n"], body=body.snapshot())
 
     trainer.add_callback(StepTimer())
     trainer.train()
@@ -323,7 +389,8 @@ def _fused_logps(model, ids, mask, media, width):
     return out.log_probs[:, width - 1:]
 
 
-def run_baseline(trainer, records, args, mode: str, protocol: Protocol) -> tuple[list[dict], dict]:
+def run_baseline(trainer, records, args, mode: str, protocol: Protocol,
+                 body: BodyCounter) -> tuple[list[dict], dict]:
     import torch
 
     from hs_rl.data.prompt_media import prepare_prompt
@@ -353,6 +420,7 @@ def run_baseline(trainer, records, args, mode: str, protocol: Protocol) -> tuple
         protocol.wait()
         clock = Clock()
         start = time.perf_counter()
+        body_before = body.snapshot()
         chunk = records[step * args.prompts:(step + 1) * args.prompts]
         with clock.phase("media"):  # decode + processor, on the training process, in the step
             prepared = [prepare_prompt(r, processor, data_args) for r in chunk]
@@ -407,10 +475,10 @@ def run_baseline(trainer, records, args, mode: str, protocol: Protocol) -> tuple
                  else [(slice(0, len(prompt_lists)), rows)])
         for sl, part_rows in parts:
             media = _media_kwargs(part_rows, G)
+            with clock.phase("ref"), torch.no_grad():
+                ref_lp = (_full_logits_logps(ref, ids[sl], mask[sl], media, temperature, width)
+                          if mode == "upstream" else _fused_logps(ref, ids[sl], mask[sl], media, width))
             with clock.phase("logps"):
-                with torch.no_grad():
-                    ref_lp = (_full_logits_logps(ref, ids[sl], mask[sl], media, temperature, width)
-                              if mode == "upstream" else _fused_logps(ref, ids[sl], mask[sl], media, width))
                 policy.model.rope_deltas = None
                 lp = (_full_logits_logps(policy, ids[sl], mask[sl], media, temperature, width)
                       if mode == "upstream" else _fused_logps(policy, ids[sl], mask[sl], media, width))
@@ -422,13 +490,14 @@ def run_baseline(trainer, records, args, mode: str, protocol: Protocol) -> tuple
             with clock.phase("backward"):
                 loss.backward()
             loss_total += float(loss)
-        with clock.phase("other"):
+        with clock.phase("optimizer"):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         total = time.perf_counter() - start
         phases = {p: clock.t.get(p, 0.0) for p in PHASES}
         phases["other"] += total - sum(phases.values())
-        steps.append({"step_time": total, "phases": phases, "tokens": tokens, "loss": loss_total, "packed": 0.0})
+        steps.append({"step_time": total, "phases": phases, "tokens": tokens, "loss": loss_total, "packed": 0.0,
+                      "body": body.delta(body.snapshot(), body_before)})
         protocol.report(steps[-1])
     return steps, lengths
 
@@ -451,14 +520,15 @@ def child(args) -> None:
     trainer._bench_data_args = DataArguments(dataset=str(data_file), video_max_frames=args.frames,
                                              video_max_pixels=25088, video_min_pixels=3136, **_prompt_options(args))
     protocol = Protocol()
-    if ours:
-        steps, lengths = run_ours(trainer, args, protocol)
-    else:
-        steps, lengths = run_baseline(trainer, records, args, args.mode, protocol)
-        protocol.wait()  # the parent's `stop`, as ours reads it after its last step
-    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
     from hs_rl.grpo.omni_inputs import thinker_of
 
+    body = BodyCounter(thinker_of(trainer.model), None if trainer.ref_model is None else thinker_of(trainer.ref_model))
+    if ours:
+        steps, lengths = run_ours(trainer, args, protocol, body)
+    else:
+        steps, lengths = run_baseline(trainer, records, args, args.mode, protocol, body)
+        protocol.wait()  # the parent's `stop`, as ours reads it after its last step
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
     thinker = thinker_of(trainer.model)
     encoders = count(thinker.model.visual) + count(thinker.model.audio_tower)
     own, workers = protocol.memory_mb()
@@ -480,7 +550,11 @@ def summarize(result: dict) -> dict:
     times = [s["step_time"] for s in measured]
     phases = {p: statistics.fmean(s["phases"][p] for s in measured) for p in PHASES}
     tokens = statistics.fmean(s["tokens"] for s in measured)
-    return {"step_time": statistics.fmean(times), "sd": statistics.stdev(times) if len(times) > 1 else 0.0,
+    body = {part: {k: statistics.fmean(s["body"][part].get(k, 0) for s in measured)
+                   for k in set().union(*(s["body"][part] for s in measured))}
+            for part in ("tokens", "seconds", "calls")}
+    return {"body": body, "step_time": statistics.fmean(times),
+            "sd": statistics.stdev(times) if len(times) > 1 else 0.0,
             "best": min(times), "phases": phases, "tokens": tokens,
             "packed": min(s.get("packed", 0.0) for s in measured),
             "peak_mb": result["peak_rss_mb"] + result["peak_rss_children_mb"],
@@ -543,6 +617,27 @@ def _print_mode(preset: str, mode: str, result: dict, s: dict) -> None:
           f"peak {s['peak_mb']:.0f} MB = {result['peak_rss_mb']:.0f} + workers {result['peak_rss_children_mb']:.0f}"
           + (f" | shared_prefix={result['shared_prefix']} packed={s['packed']:.0f}" if mode.startswith("ours") else ""),
           flush=True)
+    body = s["body"]
+    tok, sec, calls = body["tokens"], body["seconds"], body["calls"]
+    print(f"    {mode:12s} LM body tokens/step: " + ", ".join(
+        f"{k} {tok.get(k, 0):.0f} ({calls.get(k, 0):.0f} passes, {sec.get(k, 0):.2f}s fwd)"
+        for k in ("prefill", "decode", "ref", "loss")) + " | towers: " + ", ".join(
+        f"{k} {calls[k]:.0f}x {sec[k]:.2f}s" for k in sorted(calls) if "encoder" in k), flush=True)
+
+
+def _packing_seen(results: dict, G: int) -> bool:
+    """Packed for real: in every step, each loss and reference pass of ours fed the LM body the group's prompt
+    once and its G completions (P - 1 + G*C tokens), while trl fed it G*(P + C). Prints the counts."""
+    ok = True
+    for i, (ours, trl) in enumerate(zip(results["ours"]["steps"], results["trl"]["steps"])):
+        prompt, comp = results["ours"]["lengths"]["prompt"][i * G], results["ours"]["lengths"]["completion"][i * G]
+        packed_len, plain_len = prompt - 1 + G * comp, G * (prompt + comp)
+        got, plain = ours["body"]["tokens"], trl["body"]["tokens"]
+        ok &= got.get("loss") == packed_len and got.get("ref") == packed_len and plain.get("loss") == plain_len
+        print(f"  step {i}: LM body tokens per loss / reference pass: ours {got.get('loss', 0)} / "
+              f"{got.get('ref', 0)} (packed {prompt} - 1 + {G} x {comp} = {packed_len}), trl {plain.get('loss', 0)} / "
+              f"{plain.get('ref', 0)} ({G} x ({prompt} + {comp}) = {plain_len})", flush=True)
+    return bool(ok)
 
 
 def main(argv=None) -> int:
@@ -599,7 +694,9 @@ def main(argv=None) -> int:
                   f"{trl['step_time'] / off['step_time']:.2f}x", flush=True)
             ratios["recipe_step_speedup_vs_trl"].append(trl["step_time"] / ours["step_time"])
             ratios["recipe_peak_memory_ratio_vs_trl"].append(ours["peak_mb"] / trl["peak_mb"])
-            active = results["ours"]["shared_prefix"] and ours["packed"] == 1
+            # packed for real: every loss and reference pass of ours fed the body one group's prompt once + G
+            # completions (P - 1 + G*C tokens), while the other modes fed it G*(P + C)
+            active = results["ours"]["shared_prefix"] and ours["packed"] == 1 and _packing_seen(results, args.G)
             ratios["recipe_shared_prefix_active"].append(1 if active else 0)
             continue
         up = summaries["upstream"]
