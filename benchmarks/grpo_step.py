@@ -404,7 +404,9 @@ def run_baseline(trainer, records, args, mode: str, protocol: Protocol,
     pad_id = processor.tokenizer.pad_token_id
     eos = set(trainer.eos_token_ids)
     beta, temperature, G = trainer.beta, trainer.temperature, args.G
-    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-6)
+    # the optimizer the Trainer gives ours (transformers' default adamw_torch_fused, no weight decay)
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-6, weight_decay=0.0,
+                                  fused=True)
     policy.train()
     checkpointing = bool(args.recipe)  # as TRL: on for the forwards, off while generating
 
