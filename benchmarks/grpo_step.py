@@ -36,13 +36,16 @@ real 152,064-token vocabulary, encoder/LM parameters 0.18 against 0.17 in the 7B
 step than on the real model), fp32 on CPU. Modes trl, ours_noshare, ours. It ends with
     recipe_step_speedup_vs_trl: (trl mean step time) / (ours mean step time)
     recipe_peak_memory_ratio_vs_trl: (ours peak memory, all processes) / (trl peak memory, all processes)
-    recipe_shared_prefix_active: 1 if every measured loss forward of ours ran packed
+    recipe_shared_prefix_active: 1 if every loss and reference forward of ours ran packed, checked by counting
+        the tokens that entered the LM body: P - 1 + G*C per pass for ours against G*(P + C) for trl, every step
 
 Both baselines time the same building blocks (prepare_prompt, HF generate, the thinker's forward, backward,
-the trainer's own reward functions) and finish with an AdamW step. Phases: media (decode + processor, or for
-ours the time the step waits on the DataLoader), generation (encoders + prefill + decoding), log-probs (all
-forward passes for reference and loss), backward, rewards, other (optimizer, bookkeeping). Rollout tokens/s =
-completion tokens / generation time.
+the trainer's own reward functions) and finish with the fused AdamW step the Trainer gives ours. Phases: media
+(decode + processor, or for ours the time the step waits on the DataLoader), generation (encoders + prefill +
+decoding), ref (the reference model's forward), logps (the policy's forwards), backward, optimizer, rewards,
+other (bookkeeping). Rollout tokens/s = completion tokens / generation time. Every mode also prints the tokens
+that entered the LM body per step in each kind of pass (prefill, decode, reference, loss) with the body's
+forward seconds, and how often the video and audio towers ran.
 
 Without `--recipe` the last three lines are the ratios of the means, taken as the worst over the presets run:
     rollout_speedup_vs_upstream: (ours rollout tokens/s) / (upstream rollout tokens/s)
@@ -675,7 +678,8 @@ def main(argv=None) -> int:
     print(f"GRPO step benchmark{kind}: G={args.G}, {args.prompts} prompt(s)/step, "
           f"completions of exactly {args.completion} tokens, {args.steps} measured step(s) after 1 warm-up, modes "
           f"interleaved, gradient checkpointing {'on' if args.recipe else 'off'}, beta {0.1 if args.recipe else 0.04}, "
-          f"CPU only, {os.cpu_count()} cores, load average at start {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}",
+          f"CPU only, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+          f"load average at start {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}",
           flush=True)
     ratios = defaultdict(list)
     for preset in presets:
