@@ -4,6 +4,10 @@
     python benchmarks/grpo_step.py --quick            # tiny + small presets, G=8, 3 measured steps, < 5 min on 2 cores
     python benchmarks/grpo_step.py --steps 8          # more measured steps
 
+On a machine shared with other jobs, run it with OMP_NUM_THREADS=1 (one torch thread per mode process): with
+two threads on two cores one of which is busy, torch's thread pool waits on the busy core and a step's time
+varies several-fold; interleaving then evens the bias out between modes, but not the spread.
+
 Every mode runs in its own process, built once (same weights, same records, same order), and the modes take
 their steps interleaved: step k of every mode runs before step k+1 of any, in an order rotated each step, so a
 burst of foreign load on a shared machine hits every mode alike. Completions have a fixed length in every mode
