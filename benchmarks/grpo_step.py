@@ -163,11 +163,15 @@ class Protocol:
                 pass
 
     def memory_mb(self) -> tuple[float, float]:
-        """(this process's peak RSS, the sum of its descendants' peaks) in MB."""
+        """(this process's peak RSS, the sum of its live descendants' peaks, polled every step) in MB.
+
+        Not RUSAGE_CHILDREN: libraries run `ldconfig -p` at import time (ctypes.util.find_library), and a child
+        forked then exec'd keeps the parent's RSS at the fork as its own peak, which charged every mode a
+        phantom ~0.6 GB process. A DataLoader worker lives through the epoch and is polled at every step.
+        """
         self.poll()
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        reaped = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest already-exited child
-        return own, max(sum(self.peaks.values()) / 1024, reaped)
+        return own, sum(self.peaks.values()) / 1024
 
 
 def _descendants(pid: int) -> list[int]:
