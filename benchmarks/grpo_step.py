@@ -41,7 +41,8 @@ step than on the real model), fp32 on CPU. Modes trl, ours_noshare, ours. It end
     recipe_step_speedup_vs_trl: (trl mean step time) / (ours mean step time)
     recipe_peak_memory_ratio_vs_trl: (ours peak memory, all processes) / (trl peak memory, all processes)
     recipe_shared_prefix_active: 1 if every loss and reference forward of ours ran packed, checked by counting
-        the tokens that entered the LM body: P - 1 + G*C per pass for ours against G*(P + C) for trl, every step
+        the tokens that entered the LM body: P - 1 + G*C per pass for ours against G*(P + C) for trl, every step,
+        with every loss pass of ours under gradient checkpointing
 
 Both baselines time the same building blocks (prepare_prompt, HF generate, the thinker's forward, backward,
 the trainer's own reward functions) and finish with the fused AdamW step the Trainer gives ours. Phases: media
@@ -259,6 +260,10 @@ class BodyCounter:
             self.tokens[kind] += tokens
             self.seconds[kind] += elapsed
             self.calls[kind] += 1
+            if kind == "loss":  # passes whose layers gradient checkpointing will replay in backward
+                layer = mod.layers[0]  # transformers' GradientCheckpointingLayer reads its own flag
+                self.calls["loss_checkpointed"] += int(bool(getattr(layer, "gradient_checkpointing", False))
+                                                       and layer.training)
 
         module.register_forward_pre_hook(pre, with_kwargs=True)
         module.register_forward_hook(post, with_kwargs=True)
@@ -634,7 +639,8 @@ def _print_mode(preset: str, mode: str, result: dict, s: dict) -> None:
     tok, sec, calls = body["tokens"], body["seconds"], body["calls"]
     print(f"    {mode:12s} LM body tokens/step: " + ", ".join(
         f"{k} {tok.get(k, 0):.0f} ({calls.get(k, 0):.0f} passes, {sec.get(k, 0):.2f}s fwd)"
-        for k in ("prefill", "decode", "ref", "loss")) + " | towers: " + ", ".join(
+        for k in ("prefill", "decode", "ref", "loss")) + f" (gradient-checkpointed: "
+        f"{calls.get('loss_checkpointed', 0):.0f})" + " | towers: " + ", ".join(
         f"{k} {calls[k]:.0f}x {sec[k]:.2f}s" for k in sorted(calls) if "encoder" in k), flush=True)
 
 
@@ -647,6 +653,7 @@ def _packing_seen(results: dict, G: int) -> bool:
         packed_len, plain_len = prompt - 1 + G * comp, G * (prompt + comp)
         got, plain = ours["body"]["tokens"], trl["body"]["tokens"]
         ok &= got.get("loss") == packed_len and got.get("ref") == packed_len and plain.get("loss") == plain_len
+        ok &= ours["body"]["calls"].get("loss_checkpointed") == ours["body"]["calls"].get("loss")  # recipe: on
         print(f"  step {i}: LM body tokens per loss / reference pass: ours {got.get('loss', 0)} / "
               f"{got.get('ref', 0)} (packed {prompt} - 1 + {G} x {comp} = {packed_len}), trl {plain.get('loss', 0)} / "
               f"{plain.get('ref', 0)} ({G} x ({prompt} + {comp}) = {plain_len})", flush=True)
