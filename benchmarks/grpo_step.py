@@ -4,6 +4,10 @@
     python benchmarks/grpo_step.py --quick            # tiny + small presets, G=8, 3 measured steps, < 5 min on 2 cores
     python benchmarks/grpo_step.py --steps 8          # more measured steps
 
+On a machine shared with other jobs, run it with OMP_NUM_THREADS=1 (one torch thread per mode process): with
+two threads on two cores one of which is busy, torch's thread pool waits on the busy core and a step's time
+varies several-fold; interleaving then evens the bias out between modes, but not the spread.
+
 Every mode runs in its own process, built once (same weights, same records, same order), and the modes take
 their steps interleaved: step k of every mode runs before step k+1 of any, in an order rotated each step, so a
 burst of foreign load on a shared machine hits every mode alike. Completions have a fixed length in every mode
@@ -36,13 +40,17 @@ real 152,064-token vocabulary, encoder/LM parameters 0.18 against 0.17 in the 7B
 step than on the real model), fp32 on CPU. Modes trl, ours_noshare, ours. It ends with
     recipe_step_speedup_vs_trl: (trl mean step time) / (ours mean step time)
     recipe_peak_memory_ratio_vs_trl: (ours peak memory, all processes) / (trl peak memory, all processes)
-    recipe_shared_prefix_active: 1 if every measured loss forward of ours ran packed
+    recipe_shared_prefix_active: 1 if every loss and reference forward of ours ran packed, checked by counting
+        the tokens that entered the LM body: P - 1 + G*C per pass for ours against G*(P + C) for trl, every step,
+        with every loss pass of ours under gradient checkpointing
 
 Both baselines time the same building blocks (prepare_prompt, HF generate, the thinker's forward, backward,
-the trainer's own reward functions) and finish with an AdamW step. Phases: media (decode + processor, or for
-ours the time the step waits on the DataLoader), generation (encoders + prefill + decoding), log-probs (all
-forward passes for reference and loss), backward, rewards, other (optimizer, bookkeeping). Rollout tokens/s =
-completion tokens / generation time.
+the trainer's own reward functions) and finish with the fused AdamW step the Trainer gives ours. Phases: media
+(decode + processor, or for ours the time the step waits on the DataLoader), generation (encoders + prefill +
+decoding), ref (the reference model's forward), logps (the policy's forwards), backward, optimizer, rewards,
+other (bookkeeping). Rollout tokens/s = completion tokens / generation time. Every mode also prints the tokens
+that entered the LM body per step in each kind of pass (prefill, decode, reference, loss) with the body's
+forward seconds, and how often the video and audio towers ran.
 
 Without `--recipe` the last three lines are the ratios of the means, taken as the worst over the presets run:
     rollout_speedup_vs_upstream: (ours rollout tokens/s) / (upstream rollout tokens/s)
@@ -66,7 +74,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-PHASES = ("media", "generation", "logps", "backward", "rewards", "other")
+PHASES = ("media", "generation", "ref", "logps", "backward", "optimizer", "rewards", "other")
 MODES = ("upstream", "trl", "ours")
 RECIPE_MODES = ("trl", "ours_noshare", "ours")
 STEP_TAG, DONE_TAG = "@@STEP ", "@@DONE "
@@ -156,11 +164,15 @@ class Protocol:
                 pass
 
     def memory_mb(self) -> tuple[float, float]:
-        """(this process's peak RSS, the sum of its descendants' peaks) in MB."""
+        """(this process's peak RSS, the sum of its live descendants' peaks, polled every step) in MB.
+
+        Not RUSAGE_CHILDREN: libraries run `ldconfig -p` at import time (ctypes.util.find_library), and a child
+        forked then exec'd keeps the parent's RSS at the fork as its own peak, which charged every mode a
+        phantom ~0.6 GB process. A DataLoader worker lives through the epoch and is polled at every step.
+        """
         self.poll()
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        reaped = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest already-exited child
-        return own, max(sum(self.peaks.values()) / 1024, reaped)
+        return own, sum(self.peaks.values()) / 1024
 
 
 def _descendants(pid: int) -> list[int]:
@@ -208,9 +220,65 @@ class Clock:
         return _P()
 
 
+class BodyCounter:
+    """Tokens (and forward seconds) that pass through the language-model body and the towers, per kind of pass.
+
+    Forward hooks on the policy's and the reference's `language_model` (the transformer body the packing
+    shortens) and on their vision/audio towers. Kinds: `prefill` / `decode` (policy without gradients: the
+    rollout), `ref` (reference model), `loss` (policy with gradients; gradient checkpointing replays the body's
+    layers in backward, which this hook does not see again, so the loss body runs about twice these tokens).
+    """
+
+    def __init__(self, policy, ref):
+        self.tokens = defaultdict(int)
+        self.seconds = defaultdict(float)
+        self.calls = defaultdict(int)
+        for model, name in ((policy, "policy"), (ref, "ref")):
+            if model is None:
+                continue
+            self._hook(model.model.language_model, name, body=True)
+            self._hook(model.model.visual, name + "_video_encoder", body=False)
+            self._hook(model.model.audio_tower, name + "_audio_encoder", body=False)
+
+    def _hook(self, module, name, body: bool):
+        import torch
+
+        def pre(mod, args, kwargs):
+            mod._bench_start = time.perf_counter()
+
+        def post(mod, args, kwargs, output):
+            elapsed = time.perf_counter() - mod._bench_start
+            if not body:
+                self.calls[name] += 1
+                self.seconds[name] += elapsed
+                return
+            embeds = kwargs.get("inputs_embeds")
+            shape = embeds.shape[:2] if embeds is not None else (args[0] if args else kwargs["input_ids"]).shape[:2]
+            tokens = int(shape[0] * shape[1])
+            kind = "ref" if name == "ref" else ("loss" if torch.is_grad_enabled() else
+                                                ("decode" if shape[1] == 1 else "prefill"))
+            self.tokens[kind] += tokens
+            self.seconds[kind] += elapsed
+            self.calls[kind] += 1
+            if kind == "loss":  # passes whose layers gradient checkpointing will replay in backward
+                layer = mod.layers[0]  # transformers' GradientCheckpointingLayer reads its own flag
+                self.calls["loss_checkpointed"] += int(bool(getattr(layer, "gradient_checkpointing", False))
+                                                       and layer.training)
+
+        module.register_forward_pre_hook(pre, with_kwargs=True)
+        module.register_forward_hook(post, with_kwargs=True)
+
+    def snapshot(self) -> dict:
+        return {"tokens": dict(self.tokens), "seconds": dict(self.seconds), "calls": dict(self.calls)}
+
+    @staticmethod
+    def delta(now: dict, before: dict) -> dict:
+        return {part: {k: v - before.get(part, {}).get(k, 0) for k, v in now[part].items()} for part in now}
+
+
 # ------------------------------------------------------------------------------------------- ours
 
-def run_ours(trainer, args, protocol: Protocol) -> tuple[list[dict], dict]:
+def run_ours(trainer, args, protocol: Protocol, body: BodyCounter) -> tuple[list[dict], dict]:
     from transformers import TrainerCallback
 
     clock = Clock()
@@ -226,17 +294,30 @@ def run_ours(trainer, args, protocol: Protocol) -> tuple[list[dict], dict]:
         return out
 
     trainer._generate_single_turn = clock.wrap("generation", counted)
-    trainer._get_per_token_logps_and_entropies = clock.wrap("logps", trainer._get_per_token_logps_and_entropies)
+    logps_fn = trainer._get_per_token_logps_and_entropies
+    policy_logps, ref_logps = clock.wrap("logps", logps_fn), clock.wrap("ref", logps_fn)
+
+    def split_logps(model, *a, **k):  # the reference pass and the policy's passes timed apart
+        return (ref_logps if model is trainer.ref_model else policy_logps)(model, *a, **k)
+
+    trainer._get_per_token_logps_and_entropies = split_logps
     trainer._calculate_rewards = clock.wrap("rewards", trainer._calculate_rewards)
     trainer.accelerator.backward = clock.wrap("backward", trainer.accelerator.backward)
     trainer.get_batch_samples = clock.wrap("media", trainer.get_batch_samples)
     steps: list[dict] = []
-    state = {"last": None, "snap": {}, "tokens": 0}
+    state = {"last": None, "snap": {}, "tokens": 0, "body": body.snapshot(), "opt": None}
 
     class StepTimer(TrainerCallback):
         def on_train_begin(self, *a, **k):
             protocol.wait()
             state["last"] = time.perf_counter()
+            state["body"] = body.snapshot()
+
+        def on_pre_optimizer_step(self, *a, **k):
+            state["opt"] = time.perf_counter()
+
+        def on_optimizer_step(self, *a, **k):
+            clock.t["optimizer"] += time.perf_counter() - state["opt"]
 
         def on_step_end(self, *a, **k):
             now = time.perf_counter()
@@ -244,12 +325,13 @@ def run_ours(trainer, args, protocol: Protocol) -> tuple[list[dict], dict]:
             total = now - state["last"]
             phases["other"] = total - sum(phases.values())
             packed = trainer._metrics["train"].get("shared_prefix/packed", [])
+            now_body = body.snapshot()
             step = {"step_time": total, "phases": phases, "tokens": tokens["n"] - state["tokens"],
-                    "packed": float(packed[-1]) if packed else 0.0}
+                    "packed": float(packed[-1]) if packed else 0.0, "body": body.delta(now_body, state["body"])}
             steps.append(step)
             protocol.report(step)
             protocol.wait()
-            state.update(last=time.perf_counter(), snap=dict(clock.t), tokens=tokens["n"])
+            state.update(last=time.perf_counter(), snap=dict(clock.t), tokens=tokens["n"], body=body.snapshot())
 
     trainer.add_callback(StepTimer())
     trainer.train()
@@ -323,7 +405,8 @@ def _fused_logps(model, ids, mask, media, width):
     return out.log_probs[:, width - 1:]
 
 
-def run_baseline(trainer, records, args, mode: str, protocol: Protocol) -> tuple[list[dict], dict]:
+def run_baseline(trainer, records, args, mode: str, protocol: Protocol,
+                 body: BodyCounter) -> tuple[list[dict], dict]:
     import torch
 
     from hs_rl.data.prompt_media import prepare_prompt
@@ -337,7 +420,9 @@ def run_baseline(trainer, records, args, mode: str, protocol: Protocol) -> tuple
     pad_id = processor.tokenizer.pad_token_id
     eos = set(trainer.eos_token_ids)
     beta, temperature, G = trainer.beta, trainer.temperature, args.G
-    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-6)
+    # the optimizer the Trainer gives ours (transformers' default adamw_torch_fused, no weight decay)
+    optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-6, weight_decay=0.0,
+                                  fused=True)
     policy.train()
     checkpointing = bool(args.recipe)  # as TRL: on for the forwards, off while generating
 
@@ -353,6 +438,7 @@ def run_baseline(trainer, records, args, mode: str, protocol: Protocol) -> tuple
         protocol.wait()
         clock = Clock()
         start = time.perf_counter()
+        body_before = body.snapshot()
         chunk = records[step * args.prompts:(step + 1) * args.prompts]
         with clock.phase("media"):  # decode + processor, on the training process, in the step
             prepared = [prepare_prompt(r, processor, data_args) for r in chunk]
@@ -407,10 +493,10 @@ def run_baseline(trainer, records, args, mode: str, protocol: Protocol) -> tuple
                  else [(slice(0, len(prompt_lists)), rows)])
         for sl, part_rows in parts:
             media = _media_kwargs(part_rows, G)
+            with clock.phase("ref"), torch.no_grad():
+                ref_lp = (_full_logits_logps(ref, ids[sl], mask[sl], media, temperature, width)
+                          if mode == "upstream" else _fused_logps(ref, ids[sl], mask[sl], media, width))
             with clock.phase("logps"):
-                with torch.no_grad():
-                    ref_lp = (_full_logits_logps(ref, ids[sl], mask[sl], media, temperature, width)
-                              if mode == "upstream" else _fused_logps(ref, ids[sl], mask[sl], media, width))
                 policy.model.rope_deltas = None
                 lp = (_full_logits_logps(policy, ids[sl], mask[sl], media, temperature, width)
                       if mode == "upstream" else _fused_logps(policy, ids[sl], mask[sl], media, width))
@@ -422,13 +508,14 @@ def run_baseline(trainer, records, args, mode: str, protocol: Protocol) -> tuple
             with clock.phase("backward"):
                 loss.backward()
             loss_total += float(loss)
-        with clock.phase("other"):
+        with clock.phase("optimizer"):
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
         total = time.perf_counter() - start
         phases = {p: clock.t.get(p, 0.0) for p in PHASES}
         phases["other"] += total - sum(phases.values())
-        steps.append({"step_time": total, "phases": phases, "tokens": tokens, "loss": loss_total, "packed": 0.0})
+        steps.append({"step_time": total, "phases": phases, "tokens": tokens, "loss": loss_total, "packed": 0.0,
+                      "body": body.delta(body.snapshot(), body_before)})
         protocol.report(steps[-1])
     return steps, lengths
 
@@ -451,14 +538,15 @@ def child(args) -> None:
     trainer._bench_data_args = DataArguments(dataset=str(data_file), video_max_frames=args.frames,
                                              video_max_pixels=25088, video_min_pixels=3136, **_prompt_options(args))
     protocol = Protocol()
-    if ours:
-        steps, lengths = run_ours(trainer, args, protocol)
-    else:
-        steps, lengths = run_baseline(trainer, records, args, args.mode, protocol)
-        protocol.wait()  # the parent's `stop`, as ours reads it after its last step
-    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
     from hs_rl.grpo.omni_inputs import thinker_of
 
+    body = BodyCounter(thinker_of(trainer.model), None if trainer.ref_model is None else thinker_of(trainer.ref_model))
+    if ours:
+        steps, lengths = run_ours(trainer, args, protocol, body)
+    else:
+        steps, lengths = run_baseline(trainer, records, args, args.mode, protocol, body)
+        protocol.wait()  # the parent's `stop`, as ours reads it after its last step
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
     thinker = thinker_of(trainer.model)
     encoders = count(thinker.model.visual) + count(thinker.model.audio_tower)
     own, workers = protocol.memory_mb()
@@ -480,7 +568,11 @@ def summarize(result: dict) -> dict:
     times = [s["step_time"] for s in measured]
     phases = {p: statistics.fmean(s["phases"][p] for s in measured) for p in PHASES}
     tokens = statistics.fmean(s["tokens"] for s in measured)
-    return {"step_time": statistics.fmean(times), "sd": statistics.stdev(times) if len(times) > 1 else 0.0,
+    body = {part: {k: statistics.fmean(s["body"][part].get(k, 0) for s in measured)
+                   for k in set().union(*(s["body"][part] for s in measured))}
+            for part in ("tokens", "seconds", "calls")}
+    return {"body": body, "step_time": statistics.fmean(times),
+            "sd": statistics.stdev(times) if len(times) > 1 else 0.0,
             "best": min(times), "phases": phases, "tokens": tokens,
             "packed": min(s.get("packed", 0.0) for s in measured),
             "peak_mb": result["peak_rss_mb"] + result["peak_rss_children_mb"],
@@ -543,6 +635,29 @@ def _print_mode(preset: str, mode: str, result: dict, s: dict) -> None:
           f"peak {s['peak_mb']:.0f} MB = {result['peak_rss_mb']:.0f} + workers {result['peak_rss_children_mb']:.0f}"
           + (f" | shared_prefix={result['shared_prefix']} packed={s['packed']:.0f}" if mode.startswith("ours") else ""),
           flush=True)
+    body = s["body"]
+    tok, sec, calls = body["tokens"], body["seconds"], body["calls"]
+    print(f"    {mode:12s} LM body tokens/step: " + ", ".join(
+        f"{k} {tok.get(k, 0):.0f} ({calls.get(k, 0):.0f} passes, {sec.get(k, 0):.2f}s fwd)"
+        for k in ("prefill", "decode", "ref", "loss")) + f" (gradient-checkpointed: "
+        f"{calls.get('loss_checkpointed', 0):.0f})" + " | towers: " + ", ".join(
+        f"{k} {calls[k]:.0f}x {sec[k]:.2f}s" for k in sorted(calls) if "encoder" in k), flush=True)
+
+
+def _packing_seen(results: dict, G: int) -> bool:
+    """Packed for real: in every step, each loss and reference pass of ours fed the LM body the group's prompt
+    once and its G completions (P - 1 + G*C tokens), while trl fed it G*(P + C). Prints the counts."""
+    ok = True
+    for i, (ours, trl) in enumerate(zip(results["ours"]["steps"], results["trl"]["steps"])):
+        prompt, comp = results["ours"]["lengths"]["prompt"][i * G], results["ours"]["lengths"]["completion"][i * G]
+        packed_len, plain_len = prompt - 1 + G * comp, G * (prompt + comp)
+        got, plain = ours["body"]["tokens"], trl["body"]["tokens"]
+        ok &= got.get("loss") == packed_len and got.get("ref") == packed_len and plain.get("loss") == plain_len
+        ok &= ours["body"]["calls"].get("loss_checkpointed") == ours["body"]["calls"].get("loss")  # recipe: on
+        print(f"  step {i}: LM body tokens per loss / reference pass: ours {got.get('loss', 0)} / "
+              f"{got.get('ref', 0)} (packed {prompt} - 1 + {G} x {comp} = {packed_len}), trl {plain.get('loss', 0)} / "
+              f"{plain.get('ref', 0)} ({G} x ({prompt} + {comp}) = {plain_len})", flush=True)
+    return bool(ok)
 
 
 def main(argv=None) -> int:
@@ -578,7 +693,8 @@ def main(argv=None) -> int:
     print(f"GRPO step benchmark{kind}: G={args.G}, {args.prompts} prompt(s)/step, "
           f"completions of exactly {args.completion} tokens, {args.steps} measured step(s) after 1 warm-up, modes "
           f"interleaved, gradient checkpointing {'on' if args.recipe else 'off'}, beta {0.1 if args.recipe else 0.04}, "
-          f"CPU only, {os.cpu_count()} cores, load average at start {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}",
+          f"CPU only, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
+          f"load average at start {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}",
           flush=True)
     ratios = defaultdict(list)
     for preset in presets:
@@ -599,7 +715,9 @@ def main(argv=None) -> int:
                   f"{trl['step_time'] / off['step_time']:.2f}x", flush=True)
             ratios["recipe_step_speedup_vs_trl"].append(trl["step_time"] / ours["step_time"])
             ratios["recipe_peak_memory_ratio_vs_trl"].append(ours["peak_mb"] / trl["peak_mb"])
-            active = results["ours"]["shared_prefix"] and ours["packed"] == 1
+            # packed for real: every loss and reference pass of ours fed the body one group's prompt once + G
+            # completions (P - 1 + G*C tokens), while the other modes fed it G*(P + C)
+            active = results["ours"]["shared_prefix"] and ours["packed"] == 1 and _packing_seen(results, args.G)
             ratios["recipe_shared_prefix_active"].append(1 if active else 0)
             continue
         up = summaries["upstream"]
