@@ -3,6 +3,8 @@
     python benchmarks/grpo_step_gpu.py --out result.json   # CUDA: bf16, as many of the 28 LM layers as fit
     python benchmarks/grpo_step_gpu.py --cpu-smoke         # CPU, tiny dims: the same code path in a minute
 
+Recorded in benchmarks/RESULTS.md ("GPU"); raw logs and JSON of those runs in benchmarks/gpu_runs/.
+
 Model: the released Qwen2.5-Omni-7B thinker's shape (`THINKER_7B`, written out from its config.json), random
 weights, bf16, sdpa attention, gradient checkpointing on for the loss forwards, both towers frozen (the recipe's
 default), the language model trained with AdamW. The LM keeps as many of its 28 decoder layers as fit next to
@@ -21,6 +23,12 @@ Modes, all on the same weights in one process, their steps interleaved (order ro
   to the G rows) and `shared_prefix_logps` (the group packed as one sequence: prompt once, G completions with a
   block mask through transformers' mask interface) for reference and policy.
 - `ours_noshare` — towers once per prompt, then the plain per-row forward (the trainer with shared_prefix off).
+- `ours_flex` (opt-in, `--modes`) — `ours` with the LM's attention set to flex_attention for the loss forwards and
+  their backward (it skips the blocks the packed mask rules out; sdpa computes them). It compiles per shape.
+
+With gradient checkpointing on, transformers' `enable_input_require_grads` also hooks the towers' input layers,
+so in `trl` the frozen towers' activations require grad and its backward runs back through both towers on all G
+copies of the media; our modes run frozen towers under no_grad, once per prompt (`encode_media`).
 
 The reference forward runs on the policy's weights under no_grad (at the first step they are the reference's;
 a real run holds a second copy, 2 bytes per parameter, left out of the memory here in every mode alike).
@@ -44,6 +52,7 @@ figure; the script also measures an 8192³ bf16 matmul and reports MFU against t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
@@ -85,13 +94,15 @@ THINKER_SMOKE = {
 }
 H100_BF16_DENSE = 989.4e12  # NVIDIA H100 SXM5 datasheet, dense bf16 tensor-core FLOP/s
 MODES = ("trl", "ours", "ours_noshare")
+PACKED = ("ours", "ours_flex")  # ours_flex: ours with flex_attention for the loss forwards (opt-in)
 GiB = 1024 ** 3
 
 
 # ------------------------------------------------------------------------------------------- model and prompt
 
 def build_processor():
-    from hs_rl.tools.tiny_model import build_processor as processor_of, build_tokenizer
+    from hs_rl.tools.tiny_model import build_processor as processor_of
+    from hs_rl.tools.tiny_model import build_tokenizer
 
     return processor_of(build_tokenizer(2048))
 
@@ -104,6 +115,7 @@ def thinker_config(dims: dict, tokenizer, layers: int):
         Qwen2_5OmniThinkerConfig,
         Qwen2_5OmniVisionEncoderConfig,
     )
+
     from hs_rl.tools.tiny_model import SPECIAL_TOKENS
 
     t = dict(dims["text"])
@@ -199,14 +211,14 @@ def layer_matmul_params(text) -> int:
 
 
 def attention_pairs(mode: str, P: int, C: int, G: int) -> int:
-    if mode == "ours":
+    if mode in PACKED:
         return (P - 1) * P // 2 + G * (C * (P - 1) + C * (C + 1) // 2)
     S = P + C
     return G * S * (S + 1) // 2
 
 
 def lm_tokens(mode: str, P: int, C: int, G: int) -> int:
-    return (P - 1) + G * C if mode == "ours" else G * (P + C)
+    return (P - 1) + G * C if mode in PACKED else G * (P + C)
 
 
 def policy_flops(mode: str, thinker, P: int, C: int, G: int, tower_tokens: dict) -> dict:
@@ -278,7 +290,7 @@ def logps(mode: str, thinker, row, ids: torch.Tensor, G: int, C: int) -> torch.T
     P = ids.shape[1] - C
     mask = torch.ones_like(ids)
     rows = [row] * G
-    if mode == "ours":
+    if mode in PACKED:
         return shared_prefix_logps(thinker, thinker, ids, mask, rows, C, encoders_frozen=True,
                                    run_all_towers=False, compute_entropy=False)[0]
     labels = ids.clone()
@@ -293,6 +305,20 @@ def logps(mode: str, thinker, row, ids: torch.Tensor, G: int, C: int) -> torch.T
                       fused_lm_head=True)
     thinker.model.rope_deltas = None
     return out.log_probs[:, -C:]
+
+
+@contextlib.contextmanager
+def lm_attention(thinker, mode: str):
+    """ours_flex: the LM's attention is flex_attention for the loss forwards AND their backward (gradient
+    checkpointing recomputes the layers there); read at each call by the attention layers and the mask builder."""
+    text = thinker.config.get_text_config()
+    before = text._attn_implementation
+    if mode == "ours_flex":
+        text._attn_implementation = "flex_attention"
+    try:
+        yield
+    finally:
+        text._attn_implementation = before
 
 
 def grpo_step(mode: str, thinker, optimizer, row, G: int, C: int, gen, eos: int, advantages: torch.Tensor,
@@ -310,16 +336,17 @@ def grpo_step(mode: str, thinker, optimizer, row, G: int, C: int, gen, eos: int,
         raise RuntimeError(f"{mode}: completions of shape {tuple(completions.shape)}, expected {(G, C)}")
     set_checkpointing(thinker, True)
     ids = torch.cat([row.input_ids[None].repeat(G, 1), completions], 1)
-    with torch.no_grad():
-        ref = logps(mode, thinker, row, ids, G, C)
-    t2 = sync(device)
-    lp = logps(mode, thinker, row, ids, G, C)
-    t3 = sync(device)
-    kl = torch.exp(ref - lp) - (ref - lp) - 1
-    per_token = -(torch.exp(lp - lp.detach()) * advantages[:, None]) + beta * kl
-    loss = per_token.float().mean(-1).sum() / G
-    loss.backward()
-    t4 = sync(device)
+    with lm_attention(thinker, mode):
+        with torch.no_grad():
+            ref = logps(mode, thinker, row, ids, G, C)
+        t2 = sync(device)
+        lp = logps(mode, thinker, row, ids, G, C)
+        t3 = sync(device)
+        kl = torch.exp(ref - lp) - (ref - lp) - 1
+        per_token = -(torch.exp(lp - lp.detach()) * advantages[:, None]) + beta * kl
+        loss = per_token.float().mean(-1).sum() / G
+        loss.backward()
+        t4 = sync(device)
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     t5 = sync(device)
@@ -336,7 +363,10 @@ def agreement(modes, thinker, row, G: int, C: int, low: int) -> dict:
     completions = torch.randint(low, vocab, (G, C), generator=torch.Generator().manual_seed(2))
     ids = torch.cat([row.input_ids[None].repeat(G, 1), completions.to(row.input_ids.device)], 1)
     set_checkpointing(thinker, False)
-    out = {mode: logps(mode, thinker, row, ids, G, C).float() for mode in modes}
+    out = {}
+    for mode in modes:
+        with lm_attention(thinker, mode):
+            out[mode] = logps(mode, thinker, row, ids, G, C).float()
     base = out[modes[0]]
     return {"mean_logp": base.mean().item(),
             **{f"max_abs_diff_{mode}_vs_{modes[0]}": (out[mode] - base).abs().max().item() for mode in modes[1:]}}
@@ -384,6 +414,7 @@ def main(argv=None) -> int:
     parser.add_argument("--budget", type=float, default=200.0, help="seconds: start no round after this")
     parser.add_argument("--modes", default=",".join(MODES))
     parser.add_argument("--out", default=None, help="JSON result file")
+    parser.add_argument("--no-matmul", action="store_true", help="skip measuring the bf16 matmul rate")
     args = parser.parse_args(argv)
     began = time.perf_counter()
     modes = tuple(args.modes.split(","))
@@ -406,7 +437,7 @@ def main(argv=None) -> int:
             "transformers": transformers.__version__, "trl": trl.__version__, "G": args.G,
             "completion": args.completion}
     print(json.dumps(info), flush=True)
-    if device.type == "cuda":
+    if device.type == "cuda" and not args.no_matmul:
         info["matmul_tflops"] = matmul_tflops(device)
         print(f"bf16 matmul 8192^3: {info['matmul_tflops']:.0f} TFLOP/s", flush=True)
 
@@ -465,6 +496,7 @@ def main(argv=None) -> int:
     optimizer = torch.optim.AdamW(trainable, lr=1e-6, fused=fused)
     results = {m: [] for m in modes}
     trims = 0
+    failed: set[str] = set()
     rnd = -1
     while rnd < args.rounds:
         if rnd >= 0 and time.perf_counter() - began > args.budget:
@@ -474,11 +506,25 @@ def main(argv=None) -> int:
         order = modes[rnd % len(modes):] + modes[:rnd % len(modes)] if rnd >= 0 else modes
         try:
             for mode in order:
-                got = grpo_step(mode, thinker, optimizer, row, G, length, generation(length), tokenizer.eos_token_id,
-                                advantages)
+                if mode in failed:
+                    continue
+                try:
+                    got = grpo_step(mode, thinker, optimizer, row, G, length, generation(length),
+                                    tokenizer.eos_token_id, advantages)
+                except Exception as err:  # noqa: BLE001 - the opt-in flex mode may fail to compile; the rest go on
+                    if mode != "ours_flex" or isinstance(err, torch.OutOfMemoryError):
+                        raise
+                    import traceback
+
+                    traceback.print_exc()
+                    print(f"{mode} failed: {type(err).__name__}: {str(err)[:300]}; going on without it", flush=True)
+                    failed.add(mode)
+                    optimizer.zero_grad(set_to_none=True)
+                    continue
                 tag = "warm-up" if rnd < 0 else f"round {rnd}"
-                print(f"[{tag}] {mode:12s} step {got['step']:6.2f}s rollout {got['rollout']:6.2f} ref {got['ref']:5.2f} "
-                      f"fwd {got['fwd']:5.2f} bwd {got['bwd']:5.2f} opt {got['opt']:4.2f} peak {got['peak_gib']:5.1f} "
+                print(f"[{tag}] {mode:12s} step {got['step']:6.2f}s rollout {got['rollout']:6.2f} "
+                      f"ref {got['ref']:5.2f} fwd {got['fwd']:5.2f} bwd {got['bwd']:5.2f} opt {got['opt']:4.2f} "
+                      f"peak {got['peak_gib']:5.1f} "
                       f"GiB loss {got['loss']:+.4f}", flush=True)
                 if rnd >= 0:
                     results[mode].append(got)
@@ -502,7 +548,16 @@ def main(argv=None) -> int:
             rnd = -1
             continue
         if rnd < 0:
-            info["agreement"] = agreement(modes, thinker, row, G, C, len(tokenizer))
+            try:
+                info["agreement"] = agreement([m for m in modes if m not in failed], thinker, row, G, C,
+                                              len(tokenizer))
+            except Exception as err:  # noqa: BLE001 - as above, for the opt-in flex mode only
+                if "ours_flex" not in modes or isinstance(err, torch.OutOfMemoryError):
+                    raise
+                print(f"agreement with ours_flex failed: {type(err).__name__}: {str(err)[:300]}", flush=True)
+                failed.add("ours_flex")
+                info["agreement"] = agreement([m for m in modes if m not in failed], thinker, row, G, C,
+                                              len(tokenizer))
             print(f"log-probs of the modes on the same {G}x{C} completions: {info['agreement']}", flush=True)
         rnd += 1
 
@@ -523,10 +578,12 @@ def main(argv=None) -> int:
             "mfu_vs_measured_matmul": (flops["total"] / fb / (info["matmul_tflops"] * 1e12)
                                        if "matmul_tflops" in info else None),
         }
-    info.update(layers=layers, trims=trims, summary=summary, steps=results, wall_s=time.perf_counter() - began,
-                peak_flops=peak_flops, text_layer_matmul_params=layer_matmul_params(text))
+    info.update(layers=layers, trims=trims, failed=sorted(failed), summary=summary, steps=results,
+                wall_s=time.perf_counter() - began, peak_flops=peak_flops,
+                text_layer_matmul_params=layer_matmul_params(text))
+    rounds = min((s["n"] for s in summary.values()), default=0)
     print(f"\n{info['device']}: Qwen2.5-Omni-7B-shaped thinker with {layers}/28 LM layers, bf16, sdpa, gradient "
-          f"checkpointing; prompt {P} tokens, G={G} x {C}-token completions; mean of {min(len(v) for v in results.values()) if results else 0} "
+          f"checkpointing; prompt {P} tokens, G={G} x {C}-token completions; mean of {rounds} "
           f"measured round(s); MFU = policy fwd+bwd model FLOPs / time / {peak_flops / 1e12:.0f} TFLOP/s")
     print(f"{'mode':12s} {'step s':>12s} {'rollout s':>9s} {'tok/s':>7s} {'ref s':>6s} {'fwd s':>6s} {'bwd s':>6s} "
           f"{'LM tokens':>9s} {'TFLOP':>7s} {'MFU':>6s} {'peak GiB':>8s}")
@@ -540,6 +597,8 @@ def main(argv=None) -> int:
         print(f"gpu_fwd_bwd_speedup_vs_trl: {(t['fwd'] + t['bwd']) / (o['fwd'] + o['bwd']):.3f}")
         print(f"gpu_peak_memory_ratio_vs_trl: {o['peak_gib'] / t['peak_gib']:.3f}")
         print(f"gpu_ours_mfu: {o['mfu']:.3f}")
+    if "ours_flex" in summary:
+        print(f"gpu_ours_flex_mfu: {summary['ours_flex']['mfu']:.3f}")
     if args.out:
         Path(args.out).write_text(json.dumps(info, indent=1))
     return 0
