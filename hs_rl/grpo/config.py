@@ -62,6 +62,9 @@ class OmniGRPOConfig(GRPOConfig):
         metadata={"help": "Reward specs: registered name, package.module:function or file.py:function."})
     freeze_vision_encoder: bool = field(default=True, metadata={"help": "Keep the vision tower frozen."})
     freeze_audio_encoder: bool = field(default=True, metadata={"help": "Keep the audio tower frozen."})
+    freeze_experts: bool = field(
+        default=False, metadata={"help": "MoE thinkers (Qwen3-Omni): keep the LM's expert weights frozen and train "
+                                         "attention, routers and the rest (no effect on a dense LM)."})
     reward_errors: str = field(
         default="raise", metadata={"help": "raise: a reward exception stops the run; zero: it scores 0, counted."})
     completions_log: bool = field(
@@ -69,7 +72,7 @@ class OmniGRPOConfig(GRPOConfig):
     shared_prefix: bool = field(
         default=True, metadata={"help": "Run a group's prompt once in the log-prob/loss forwards and reuse its KV "
                                         "cache for the group's completions (exact; off automatically with gradient "
-                                        "checkpointing, ZeRO-3 or PEFT)."})
+                                        "checkpointing, ZeRO-3, PEFT or a MoE router aux loss)."})
     run_all_towers: bool | None = field(
         default=None, metadata={"help": "Run both encoders in every forward (needed by ZeRO-3; auto by default)."})
 

@@ -26,7 +26,10 @@ Not used (the plain path runs, with a one-time log line) when it would be wrong 
 - gradient checkpointing: transformers' checkpointed decoder layers drop `past_key_values` (they would append
   to the cache a second time on the backward replay), so the suffix would silently lose its prompt;
 - DeepSpeed ZeRO-3: not verified here (parameters are gathered per module call; untested);
-- PEFT: the wrapped `PeftModel` forward is not verified to pass the cache through.
+- PEFT: the wrapped `PeftModel` forward is not verified to pass the cache through;
+- a MoE router auxiliary loss (Qwen3-Omni with `router_aux_loss_coef` > 0): the prompt's tokens would be
+  counted once per group in the load-balancing loss instead of once per row.
+Qwen3-Omni's DeepStack video features enter in the prefix forward (the only place media are).
 """
 from __future__ import annotations
 
@@ -35,7 +38,7 @@ from typing import Any
 
 import torch
 
-from hs_rl.grpo.omni_inputs import PromptMedia, embed_rows, prompt_groups, rope_positions
+from hs_rl.grpo.omni_inputs import PromptMedia, lm_inputs, prompt_groups, rope_positions, take_columns
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +52,10 @@ def unsafe_reason(trainer: Any) -> str | None:
     plugin = getattr(trainer.accelerator.state, "deepspeed_plugin", None)
     if plugin is not None and plugin.zero_stage == 3:
         return "DeepSpeed ZeRO-3 is on (the shared-prefix forward is not verified under parameter partitioning)"
+    if getattr(trainer, "aux_loss_enabled", False):
+        return ("the MoE router auxiliary loss is on (router_aux_loss_coef): the shared forward would count a "
+                "prompt's router logits once per group instead of once per row (set router_aux_loss_coef: 0.0 "
+                "to use it)")
     from accelerate.utils import is_peft_model
 
     if is_peft_model(trainer.model):
@@ -81,8 +88,11 @@ def shared_prefix_logps(model: torch.nn.Module, thinker: torch.nn.Module, input_
 
     # embeddings: each group's prompt once (media in its placeholders), completions as plain tokens
     prompt_ids = input_ids[first_t, :width]
-    prompt_embeds = embed_rows(thinker, prompt_ids, group_rows, use_cache=encoders_frozen, prompt_width=width,
-                               run_all_towers=run_all_towers)
+    prompt_inputs = lm_inputs(thinker, prompt_ids, group_rows, use_cache=encoders_frozen, prompt_width=width,
+                              run_all_towers=run_all_towers)
+    prompt_embeds = prompt_inputs["inputs_embeds"]
+    # the family's extra inputs (Qwen3-Omni's DeepStack video features) go with the prefix: media live there only
+    prefix_inputs = take_columns(prompt_inputs, slice(None, width - 1))
     completion_embeds = thinker.get_input_embeddings()(input_ids[:, width:length - 1])
     suffix_embeds = torch.cat([prompt_embeds[:, width - 1:width].index_select(0, index),
                                completion_embeds.to(prompt_embeds.dtype)], dim=1)
@@ -90,7 +100,7 @@ def shared_prefix_logps(model: torch.nn.Module, thinker: torch.nn.Module, input_
     labels = input_ids[:, width:].masked_fill(attention_mask[:, width:] == 0, -100)
 
     with autocast:
-        prefix = thinker.model(inputs_embeds=prompt_embeds[:, :width - 1],
+        prefix = thinker.model(**prefix_inputs,
                                attention_mask=attention_mask[first_t, :width - 1],
                                position_ids=positions[:, first_t, :width - 1], use_cache=True)
         cache = prefix.past_key_values
