@@ -78,9 +78,10 @@ def resume_from_copy(reference: Path, step: int, command: list[str], out: Path) 
     run(command)
 
 
-def test_sigkill_after_second_checkpoint_resumes_exactly(tiny_model, video_data, tmp_path):
+def test_sigkill_after_second_checkpoint_resumes_exactly(omni_model, video_data, tmp_path):
     from hs_rl.grpo.checkpoints import MARKER
 
+    tiny_model = omni_model  # each family
     args = ("--max_steps", "6", "--save_steps", "2")
     reference = tmp_path / "reference"
     run(train_command(tiny_model["full"], video_data["all"], reference, *args))

@@ -119,6 +119,7 @@ def make_tiny_model(output_dir: str | Path, preset: str = "tiny", seed: int = 0,
     processor = fam.build_processor(tokenizer)
     t_config = fam.tiny_thinker_config(tokenizer, PRESETS[preset])
     full = fam.full_class(fam.tiny_full_config(t_config, tokenizer))
+    fam.finish_tiny(full)
     full.save_pretrained(paths["full"])
     processor.save_pretrained(paths["full"])
     fam.tiny_side_files(paths["full"])

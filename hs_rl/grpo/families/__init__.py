@@ -95,6 +95,9 @@ class Family:
     def tiny_full_config(self, thinker_config, tokenizer):
         raise NotImplementedError
 
+    def finish_tiny(self, full_model) -> None:
+        """Fix up a freshly built random full model before it is saved (nothing by default)."""
+
     def tiny_side_files(self, folder: Path) -> None:
         """Write non-weight files the released full checkpoint has (nothing by default)."""
 

@@ -184,9 +184,21 @@ class Qwen3Omni(Family):
             assistant_token_id=token("assistant"),
         )
 
+    def finish_tiny(self, full_model) -> None:
+        """transformers 5.23 leaves the talker's fused expert weights uninitialized (torch.empty: denormals or NaN,
+        different on every build); give them the initializer's normal values."""
+        std = full_model.config.talker_config.initializer_range
+        with torch.no_grad():
+            for layer in full_model.talker.model.layers:
+                experts = getattr(layer.mlp, "experts", None)
+                if experts is not None:
+                    for parameter in experts.parameters():
+                        parameter.normal_(0.0, std)
+
     def speak(self, model, processor, text: str) -> torch.Tensor:
         _, wav = model.generate(**processor(text=[text], return_tensors="pt"), speaker=self.speaker,
                                 return_audio=True, thinker_max_new_tokens=4, talker_max_new_tokens=8,
                                 talker_min_new_tokens=4,  # random weights may stop at once
+                                thinker_do_sample=False, talker_do_sample=False,
                                 thinker_eos_token_id=processor.tokenizer.eos_token_id)
         return wav
