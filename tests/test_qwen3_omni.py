@@ -1,0 +1,90 @@
+"""Qwen3-Omni specifics: the tiny checkpoint's layout, the family read from config.json (never the path), the
+shared-prefix forward on a DeepStack MoE thinker, and its refusal (said once) under the router aux loss.
+The family-parametrised behaviour (steps, log-probs, export, resume, ZeRO-3) is in the shared test files."""
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from hs_rl.train import build_trainer
+from tests.trainer_helpers import interleaved, sample_records, stage_args
+
+
+def test_tiny_checkpoint_is_laid_out_like_the_released_one(tiny_qwen3_model, tmp_path):
+    from safetensors import safe_open
+
+    from hs_rl.grpo.families import family_of_dir
+
+    config = json.loads((tiny_qwen3_model["full"] / "config.json").read_text())
+    assert config["model_type"] == "qwen3_omni_moe"
+    assert config["architectures"] == ["Qwen3OmniMoeForConditionalGeneration"]
+    text = config["thinker_config"]["text_config"]
+    assert text["num_experts"] > text["num_experts_per_tok"] > 0
+    assert config["thinker_config"]["vision_config"]["deepstack_visual_indexes"]
+    with safe_open(tiny_qwen3_model["full"] / "model.safetensors", "pt") as handle:
+        tops = {key.split(".")[0] for key in handle.keys()}
+        names = set(handle.keys())
+    assert tops == {"thinker", "talker", "code2wav"}
+    # the released names: per-expert weights under thinker.model.layers (fused only in memory)
+    assert "thinker.model.layers.0.mlp.experts.0.gate_proj.weight" in names
+    assert any(k.startswith("thinker.visual.") for k in names) and any(k.startswith("thinker.audio_tower.")
+                                                                         for k in names)
+    # the family comes from config.json, not the folder's name: a Qwen3 model in a folder named like 2.5
+    misleading = tmp_path / "Qwen2.5-Omni-7B"
+    shutil.copytree(tiny_qwen3_model["thinker"], misleading)
+    assert family_of_dir(misleading).name == "qwen3_omni"
+    assert family_of_dir(tiny_qwen3_model["full"]).name == "qwen3_omni"
+
+
+def test_cli_make_tiny_model_family(tmp_path):
+    result = subprocess.run([sys.executable, "-m", "hs_rl.cli", "make-tiny-model", str(tmp_path / "m"),
+                             "--family", "qwen3_omni"], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads((tmp_path / "m" / "config.json").read_text())["model_type"] == "qwen3_omni_moe"
+    assert json.loads((tmp_path / "m" / "thinker" / "config.json").read_text())["model_type"] == \
+        "qwen3_omni_moe_thinker"
+
+
+def _logps_and_grads(trainer, micro, shared: bool):
+    ids = torch.cat([micro["prompt_ids"], micro["completion_ids"]], dim=1)
+    mask = torch.cat([micro["prompt_mask"], micro["completion_mask"]], dim=1)
+    trainer._rows, trainer.shared_prefix = micro["media"], shared
+    trainer.model.zero_grad(set_to_none=True)
+    logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, micro["completion_ids"].size(1))
+    (logps * micro["completion_mask"]).sum().backward()
+    grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
+    trainer.model.zero_grad(set_to_none=True)
+    return logps.detach(), grads
+
+
+def test_shared_prefix_equals_plain_forward(tiny_qwen3_model, sample_data, tmp_path):
+    """With the aux loss off, the prompt-once forward equals the per-row one (DeepStack in the prefix)."""
+    trainer = build_trainer(*stage_args(tiny_qwen3_model["full"], interleaved(sample_records(sample_data), count=4),
+                                        tmp_path, per_device_train_batch_size=6, num_generations=3,
+                                        max_completion_length=6, router_aux_loss_coef=0.0))
+    assert trainer.shared_prefix and not trainer.aux_loss_enabled
+    trainer.model.train()
+    trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    micro = trainer._buffered_inputs[0]
+    assert any(r.has_video for r in micro["media"])
+    plain, plain_grads = _logps_and_grads(trainer, micro, shared=False)
+    shared, shared_grads = _logps_and_grads(trainer, micro, shared=True)
+    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-5)
+    assert plain_grads.keys() == shared_grads.keys()
+    for name in plain_grads:
+        torch.testing.assert_close(shared_grads[name], plain_grads[name], atol=1e-5, rtol=1e-4, msg=name)
+
+
+def test_shared_prefix_refused_once_under_aux_loss(tiny_qwen3_model, sample_data, tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="hs_rl.grpo.trainer"):
+        trainer = build_trainer(*stage_args(tiny_qwen3_model["full"], interleaved(sample_records(sample_data),
+                                                                                  count=2), tmp_path))
+    assert trainer.aux_loss_enabled and not trainer.shared_prefix
+    said = [r.getMessage() for r in caplog.records if "shared_prefix is off" in r.getMessage()]
+    assert len(said) == 1 and "router" in said[0]
