@@ -88,3 +88,21 @@ def test_shared_prefix_refused_once_under_aux_loss(tiny_qwen3_model, sample_data
     assert trainer.aux_loss_enabled and not trainer.shared_prefix
     said = [r.getMessage() for r in caplog.records if "shared_prefix is off" in r.getMessage()]
     assert len(said) == 1 and "router" in said[0]
+
+
+def test_eval_answers_a_sample_benchmark(tiny_qwen3_model, sample_data, tmp_path, capsys):
+    """`hs-rl eval` on the Qwen3-Omni checkpoint: video, video+audio and audio questions answered, scored."""
+    from hs_rl.cli import main
+    from hs_rl.eval.scoring import load_results, score_items
+    from tests.test_evaluate import mixed_benchmark
+
+    data = mixed_benchmark(sample_data, tmp_path / "mixed.json")
+    out = tmp_path / "results.jsonl"
+    code = main(["eval", "--model", str(tiny_qwen3_model["full"]), "--data", str(data), "--out", str(out),
+                 "--media_root", str(sample_data["media_root"]), "--max_new_tokens", "4", "--batch_size", "4"])
+    assert code == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert rows and not any("error" in r for r in rows)
+    assert {r["modality"] for r in rows} == {"video", "video_audio", "audio"}
+    items, _ = load_results(out)
+    assert score_items(items)["all"]["total"] == len(rows)
