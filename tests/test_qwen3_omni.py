@@ -106,3 +106,18 @@ def test_eval_answers_a_sample_benchmark(tiny_qwen3_model, sample_data, tmp_path
     assert {r["modality"] for r in rows} == {"video", "video_audio", "audio"}
     items, _ = load_results(out)
     assert score_items(items)["all"]["total"] == len(rows)
+
+
+def test_demo_runs_three_stages(tmp_path, capsys):
+    """`hs-rl demo --family qwen3_omni`: three chained stages, each final a full Qwen3-Omni the next trains from."""
+    from hs_rl.tools.demo import DemoArguments, run_demo
+
+    args = DemoArguments(output_dir=str(tmp_path), family="qwen3_omni", override=["max_steps=1"], evaluate=False)
+    assert run_demo(args) == 0
+    out = capsys.readouterr().out
+    assert "summary" in out and "stage3_video_audio" in out
+    for name in ("stage1_video", "stage2_audio", "stage3_video_audio"):
+        config = json.loads((tmp_path / name / "final" / "config.json").read_text())
+        assert config["architectures"] == ["Qwen3OmniMoeForConditionalGeneration"]
+    done = json.loads((tmp_path / "stage3_video_audio" / "STAGE_DONE.json").read_text())
+    assert done["input_model"] == str(tmp_path / "stage2_audio" / "final")

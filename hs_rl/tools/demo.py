@@ -27,16 +27,29 @@ class DemoArguments:
         "help": "Passed to the pipeline: KEY=VALUE or STAGE.KEY=VALUE (e.g. stage1_video.max_steps=2)."})
     evaluate: bool = field(default=True, metadata={
         "help": "Answer the sample benchmark with the base model and each stage's model, and score them."})
+    family: str = field(default="qwen2_5_omni", metadata={
+        "help": "Model family of the tiny model: qwen2_5_omni or qwen3_omni (its default output_dir is "
+                "experiments/tiny_qwen3_omni)."})
+
+    def __post_init__(self):
+        if self.family != "qwen2_5_omni" and self.output_dir == "experiments/tiny":
+            self.output_dir = f"experiments/tiny_{self.family}"  # never reuse another family's tiny model
 
 
-def prepare_inputs(root: Path) -> tuple[Path, dict[str, Path]]:
-    """Tiny model, sample data and one JSONL per stage (records filtered by modality), built only if missing."""
+def prepare_inputs(root: Path, family: str = "qwen2_5_omni") -> tuple[Path, dict[str, Path]]:
+    """Tiny model of `family`, sample data and one JSONL per stage (records filtered by modality), built only if
+    missing; a tiny model of another family already in ROOT/model is an error, not silently reused."""
     from hs_rl.data.convert import convert_file
     from hs_rl.data.records import write_records
     from hs_rl.tools.sample_data import make_sample_data
     from hs_rl.tools.tiny_model import make_tiny_model
 
-    model = Path(make_tiny_model(root / "model")["full"])  # reused as is when already complete
+    from hs_rl.grpo.families import family_of_dir
+
+    model = Path(make_tiny_model(root / "model", family=family)["full"])  # reused as is when already complete
+    if family_of_dir(model).name != family:
+        raise ValueError(f"{model} holds a {family_of_dir(model).name} tiny model, not {family}: pick another "
+                         f"--output_dir")
     data = make_sample_data(root / "data")
     datasets = {name: root / "data" / f"{name}.jsonl" for name in STAGE_MODALITIES}
     if not all(p.is_file() for p in datasets.values()):
@@ -111,8 +124,8 @@ def run_demo(args: DemoArguments) -> int:
 
     root = Path(args.output_dir)
     root.mkdir(parents=True, exist_ok=True)
-    print(f"[demo] preparing the tiny model and sample data under {root}", flush=True)
-    model, datasets = prepare_inputs(root)
+    print(f"[demo] preparing the tiny {args.family} model and sample data under {root}", flush=True)
+    model, datasets = prepare_inputs(root, args.family)
     spec = load_pipeline(args.pipeline)
     names = [s.name for s in spec.stages]
     overrides = [f"{name}.dataset={datasets[name]}" for name in names if name in datasets] + list(args.override)
