@@ -121,3 +121,20 @@ def test_demo_runs_three_stages(tmp_path, capsys):
         assert config["architectures"] == ["Qwen3OmniMoeForConditionalGeneration"]
     done = json.loads((tmp_path / "stage3_video_audio" / "STAGE_DONE.json").read_text())
     assert done["input_model"] == str(tmp_path / "stage2_audio" / "final")
+
+
+@pytest.mark.parametrize("stage", ["stage1_video", "stage2_audio", "stage3_video_audio"])
+def test_recipe_stage_yaml_parses(stage):
+    """stages/qwen3_omni/*.yaml: every key is an option, and the Qwen3 settings are what the file says."""
+    from pathlib import Path
+
+    from hs_rl.cli import build_parser, check_config_keys
+
+    path = Path(__file__).resolve().parents[1] / "stages" / "qwen3_omni" / f"{stage}.yaml"
+    parser = build_parser("train")
+    check_config_keys(parser, str(path))
+    parsed = parser.parse_args_and_config(["--config", str(path), "--bf16", "false", "--use_cpu", "true"])  # no GPU
+    config = next(p for p in parsed if hasattr(p, "router_aux_loss_coef"))
+    assert config.router_aux_loss_coef == 0.001 and config.freeze_experts is False
+    model = next(p for p in parsed if hasattr(p, "model_name_or_path"))
+    assert "Qwen3-Omni-30B-A3B" in model.model_name_or_path
