@@ -2,6 +2,10 @@
 
     python benchmarks/grpo_step.py --quick          # tiny + small presets, G=8, < 5 min on 2 CPU cores
     python benchmarks/grpo_step.py --steps 3        # more measured steps
+    python benchmarks/grpo_step.py --family qwen3_omni --quick   # the same on tiny/small Qwen3-Omni presets
+
+With `--family qwen3_omni` the router aux loss is off in every mode (`router_aux_loss_coef: 0`: the baselines
+compute none, so all three do the same work; ours then uses the shared prefix as with Qwen2.5-Omni).
 
 Modes (each runs in its own subprocess, so its peak RSS is its own; same weights, same records, same order):
 
@@ -53,14 +57,15 @@ MODES = ("upstream", "trl", "ours")
 
 # ------------------------------------------------------------------------------------------- set-up
 
-def prepare(workdir: Path, preset: str, prompts_needed: int):
+def prepare(workdir: Path, preset: str, prompts_needed: int, family: str = "qwen2_5_omni"):
     """Model folder and a JSONL of `prompts_needed` video_audio records (the longest prompts of the sample data)."""
     from hs_rl.data.convert import convert_file
     from hs_rl.data.records import write_records
     from hs_rl.tools.sample_data import make_sample_data
     from hs_rl.tools.tiny_model import make_tiny_model
 
-    model = make_tiny_model(workdir / f"model-{preset}", preset=preset)
+    name = f"model-{preset}" if family == "qwen2_5_omni" else f"model-{family}-{preset}"
+    model = make_tiny_model(workdir / name, preset=preset, family=family)
     data = make_sample_data(workdir / "data")
     records = [r for r in convert_file(data["train_json"], media_root=data["media_root"])
                if r.modality == "video_audio"]
@@ -82,15 +87,16 @@ def make_trainer(model_dir: Path, data_file: Path, out: Path, args, workers: int
         max_steps=args.steps + 1, use_cpu=True, bf16=False, report_to=[], seed=0, save_strategy="no",
         logging_steps=1, shuffle_dataset=False, reward_funcs=["format", "accuracy"], learning_rate=1e-6,
         gradient_checkpointing=False, dataloader_num_workers=workers, completions_log=False, temperature=1.0,
-        disable_tqdm=True)
+        disable_tqdm=True, router_aux_loss_coef=0.0 if args.family == "qwen3_omni" else None)
     model = OmniModelConfig(model_name_or_path=str(model_dir), dtype="float32")
     trainer = build_trainer(data, config, model)
     # A random model samples media placeholder/boundary ids; a plain HF forward would then count them as media slots.
     # Suppressed in every mode alike, so the baselines' forwards stay valid and all modes sample the same way.
-    from hs_rl.tools.tiny_model import SPECIAL_TOKENS
+    from hs_rl.grpo.families import get_family
 
     tokenizer = trainer.processing_class.tokenizer
-    trainer.generation_config.suppress_tokens = [tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS.values()]
+    trainer.generation_config.suppress_tokens = [tokenizer.convert_tokens_to_ids(t)
+                                                 for t in get_family(args.family).special_tokens.values()]
     return trainer
 
 
@@ -329,8 +335,8 @@ def child(args) -> None:
 
     torch.manual_seed(0)
     workdir = Path(args.workdir)
-    model_dir, data_file, records = prepare(workdir, args.preset, args.prompts * (args.steps + 1))
-    out = workdir / f"out-{args.preset}-{args.mode}"
+    model_dir, data_file, records = prepare(workdir, args.preset, args.prompts * (args.steps + 1), args.family)
+    out = workdir / f"out-{args.family}-{args.preset}-{args.mode}"
     trainer = make_trainer(model_dir, data_file, out, args, workers=1 if args.mode == "ours" else 0)
     from hs_rl.grpo.config import DataArguments
 
@@ -371,6 +377,8 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=4, help="video_max_frames")
     parser.add_argument("--steps", type=int, default=None, help="measured steps (after one warm-up)")
     parser.add_argument("--workdir", default="/tmp/hs_rl_bench")
+    parser.add_argument("--family", default="qwen2_5_omni", choices=("qwen2_5_omni", "qwen3_omni"),
+                        help="model family of the presets")
     parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
     parser.add_argument("--preset", help=argparse.SUPPRESS)
     parser.add_argument("--json", help=argparse.SUPPRESS)
@@ -383,14 +391,15 @@ def main(argv=None) -> int:
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     began = time.time()
-    print(f"GRPO step benchmark: G={args.G}, {args.prompts} prompts/step, max completion {args.completion} tokens, "
+    print(f"GRPO step benchmark ({args.family}): G={args.G}, {args.prompts} prompts/step, max completion {args.completion} tokens, "
           f"{args.steps} measured step(s) after 1 warm-up, torch threads={os.cpu_count()}, CPU only")
     ratios = defaultdict(list)
     for preset in args.presets.split(","):
         summaries = {}
         for mode in MODES:
-            path = workdir / f"result-{preset}-{mode}.json"
+            path = workdir / f"result-{args.family}-{preset}-{mode}.json"
             cmd = [sys.executable, __file__, "--mode", mode, "--preset", preset, "--json", str(path),
+                   "--family", args.family,
                    "--G", str(args.G), "--prompts", str(args.prompts), "--completion", str(args.completion),
                    "--frames", str(args.frames), "--steps", str(args.steps), "--workdir", str(workdir)]
             proc = subprocess.run(cmd, capture_output=True, text=True)

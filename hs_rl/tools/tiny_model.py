@@ -34,7 +34,9 @@ PRESETS = {
                  init=0.3),
     # ~30M parameters; the 7B model's ratios (vision ~ 675M : audio ~ 640M : LM ~ 7B) scaled down
     "small": dict(hidden=512, layers=6, heads=8, kv_heads=2, intermediate=1536, v_hidden=256, v_depth=4, v_heads=4,
-                  v_intermediate=512, a_hidden=256, a_layers=4, a_heads=4, a_ffn=1024, vocab=2048),
+                  v_intermediate=512, a_hidden=256, a_layers=4, a_heads=4, a_ffn=1024, vocab=2048,
+                  # Qwen3-Omni only: a sparse LM (the 30B-A3B model routes to 8 of 128 experts)
+                  experts=8, experts_per_tok=2, moe_intermediate=384),
 }
 
 
