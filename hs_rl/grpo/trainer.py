@@ -4,7 +4,8 @@ TRL 1.16 knows images only: its log-prob forward rebuilds multimodal inputs from
 audio features would silently vanish from the loss. Here every row of a batch carries its own
 `PromptMedia` (tokens + its own video/audio tensors + its own `use_audio_in_video`), and every forward —
 generation, old/reference log-probs, the loss — builds its inputs from those rows with the same two
-functions (`embed_rows`, `rope_positions`), so each sample keeps its modality inside a mixed batch.
+functions (`lm_inputs`, `rope_positions`), so each sample keeps its modality inside a mixed batch. What differs
+between Qwen2.5-Omni and Qwen3-Omni (DeepStack, MoE aux loss, classes) sits in hs_rl.grpo.families.
 
 Hooks overridden, and why:
 - `_generate_and_score_completions`: take the rows' media for this batch; hand it on inside the buffered
