@@ -30,13 +30,15 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
-    # rewards/ is a top-level package so that `get_reward("accuracy")` works from an installed wheel.
-    packages=find_packages(include=["hs_rl", "hs_rl.*", "rewards", "rewards.*"]),
+    # The top-level rewards/ folder is installed as hs_rl.rewards (nothing named `rewards` lands in site-packages);
+    # from a source tree hs_rl/__init__.py finds it under the same name.
+    packages=[*find_packages(include=["hs_rl", "hs_rl.*"]), "hs_rl.rewards"],
+    package_dir={"hs_rl.rewards": "rewards"},
     package_data={"hs_rl": ["resources/*.yaml", "resources/*.json", "resources/tiny/*.yaml", "resources/*.jinja"]},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2.3"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.15"],
         "gpu": ["flash-attn>=2.7", "liger-kernel>=0.6"],
     },
     entry_points={"console_scripts": ["hs-rl=hs_rl.cli:main"]},

@@ -1,14 +1,24 @@
-"""One GRPO step, three ways, on the same model and data: where the time goes, and how much ours saves.
+"""One GRPO step, several ways, on the same model and data: where the time goes, and how much ours saves.
 
-    python benchmarks/grpo_step.py --quick          # tiny + small presets, G=8, < 5 min on 2 CPU cores
-    python benchmarks/grpo_step.py --steps 3        # more measured steps
+    python benchmarks/grpo_step.py --quick --recipe   # the recipe's settings (below), 5 measured steps, < 8 min on 2 cores
+    python benchmarks/grpo_step.py --quick            # tiny + small presets, G=8, 3 measured steps, < 5 min on 2 cores
+    python benchmarks/grpo_step.py --steps 8          # more measured steps
     python benchmarks/grpo_step.py --family qwen3_omni --quick   # the same on tiny/small Qwen3-Omni presets
 
 With `--family qwen3_omni` the router aux loss is off in every mode (`router_aux_loss_coef: 0`: the baselines
-compute none, so all three do the same work; ours then uses the shared prefix as with Qwen2.5-Omni).
+compute none, so all do the same work); ours runs the plain per-row forward there (packed groups refuse
+Qwen3-Omni's DeepStack inputs, see hs_rl/grpo/prefix_sharing.py).
 
-Modes (each runs in its own subprocess, so its peak RSS is its own; same weights, same records, same order):
+Every mode runs in its own process, built once (same weights, same records, same order), and the modes take
+their steps interleaved: step k of every mode runs before step k+1 of any, in an order rotated each step, so a
+burst of foreign load on a shared machine hits every mode alike. Completions have a fixed length in every mode
+(EOS suppressed in sampling, `max_completion_length` tokens each), so every mode does the same work per step.
+The LM head scores only completion positions in every mode (TRL's compact path, which it takes on GPU; on CPU it
+would score every prompt position too), so the comparison is the one a GPU run would see. The first step of
+each mode is a warm-up; the rest are reported as mean ± sd, with the phases of the mean. Peak memory is the
+sum over every process of a mode (its DataLoader workers included) of each process's peak RSS (VmHWM).
 
+Modes:
 - `upstream` — the layout of the original R1-Omni / HumanOmni GRPO code (baseline, not product code):
   media decoded and processed in the step on the training process (`hs_rl.data.dataset.prepare_prompt`); for each
   prompt, G sequential `generate` calls each given the raw media (the encoders and the prompt prefill run G
@@ -20,16 +30,26 @@ Modes (each runs in its own subprocess, so its peak RSS is its own; same weights
   no prefix sharing.
 - `ours` — the real `OmniGRPOTrainer` (`build_trainer`, `trainer.train()`): media decoded and processed in a
   DataLoader worker, one `PromptMedia` shared by a group's G rows, encoders run once per prompt and cached,
-  generation from one prefill per group, log-prob/loss forwards with the shared prompt prefix.
+  generation from one prefill per group, log-prob/loss forwards with each group packed (prompt once).
+- `ours_noshare` (`--recipe`) — the same trainer with `shared_prefix: false`: what packing alone buys.
+
+`--recipe`: the stage YAMLs' settings scaled to a CPU — gradient checkpointing on in every mode, one group of
+G=8 per micro-batch (one prompt per step), beta 0.1, loss grpo, prompt/completion ≈ 6 (video+audio prompts of
+222 tokens without a system turn, 37-token completions), the `recipe` proxy model (hs_rl.tools.tiny_model: the
+real 152,064-token vocabulary, encoder/LM parameters 0.18 against 0.17 in the 7B; its transformer body weighs
+0.6 of its LM head against about 12 in the 7B, so the shared, unpackable head work is a much larger share of the
+step than on the real model), fp32 on CPU. Modes trl, ours_noshare, ours. It ends with
+    recipe_step_speedup_vs_trl: (trl mean step time) / (ours mean step time)
+    recipe_peak_memory_ratio_vs_trl: (ours peak memory, all processes) / (trl peak memory, all processes)
+    recipe_shared_prefix_active: 1 if every measured loss forward of ours ran packed
 
 Both baselines time the same building blocks (prepare_prompt, HF generate, the thinker's forward, backward,
 the trainer's own reward functions) and finish with an AdamW step. Phases: media (decode + processor, or for
 ours the time the step waits on the DataLoader), generation (encoders + prefill + decoding), log-probs (all
-forward passes for reference and loss), backward, rewards, other (optimizer, bookkeeping). The first step of
-each mode is a warm-up and is not counted; figures are those of the fastest measured step (best of N,
-with its own phases; the mean step time is printed too), as the machine may be shared. Rollout tokens/s = completion tokens / generation time.
+forward passes for reference and loss), backward, rewards, other (optimizer, bookkeeping). Rollout tokens/s =
+completion tokens / generation time.
 
-The last three lines are the ratios, taken as the worst over the presets run:
+Without `--recipe` the last three lines are the ratios of the means, taken as the worst over the presets run:
     rollout_speedup_vs_upstream: (ours rollout tokens/s) / (upstream rollout tokens/s)
     step_speedup_vs_trl: (trl step time) / (ours step time)
     media_fraction_of_step: (ours media time) / (ours step time)
@@ -53,6 +73,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 PHASES = ("media", "generation", "logps", "backward", "rewards", "other")
 MODES = ("upstream", "trl", "ours")
+RECIPE_MODES = ("trl", "ours_noshare", "ours")
+STEP_TAG, DONE_TAG = "@@STEP ", "@@DONE "
 
 
 # ------------------------------------------------------------------------------------------- set-up
@@ -71,33 +93,100 @@ def prepare(workdir: Path, preset: str, prompts_needed: int, family: str = "qwen
                if r.modality == "video_audio"]
     chosen = [records[i % len(records)] for i in range(prompts_needed)]
     path = workdir / f"records-{prompts_needed}.jsonl"
-    write_records(chosen, path)
+    if not path.exists():  # the parent writes it; the mode processes, started together, only read it
+        write_records(chosen, path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").rename(path)
     return model["full"], path, chosen
 
 
-def make_trainer(model_dir: Path, data_file: Path, out: Path, args, workers: int):
+def make_trainer(model_dir: Path, data_file: Path, out: Path, args, workers: int, shared_prefix: bool = True):
     from hs_rl.grpo.config import DataArguments, OmniGRPOConfig, OmniModelConfig
     from hs_rl.train import build_trainer
 
     data = DataArguments(dataset=str(data_file), video_max_frames=args.frames, video_max_pixels=25088,
-                         video_min_pixels=3136)
+                         video_min_pixels=3136, **_prompt_options(args))
     config = OmniGRPOConfig(
-        output_dir=str(out), loss_type="grpo", beta=0.04, num_generations=args.G,
+        output_dir=str(out), loss_type="grpo", beta=0.1 if args.recipe else 0.04, num_generations=args.G,
         per_device_train_batch_size=args.prompts * args.G, max_completion_length=args.completion,
         max_steps=args.steps + 1, use_cpu=True, bf16=False, report_to=[], seed=0, save_strategy="no",
         logging_steps=1, shuffle_dataset=False, reward_funcs=["format", "accuracy"], learning_rate=1e-6,
-        gradient_checkpointing=False, dataloader_num_workers=workers, completions_log=False, temperature=1.0,
-        disable_tqdm=True, router_aux_loss_coef=0.0 if args.family == "qwen3_omni" else None)
+        gradient_checkpointing=bool(args.recipe), dataloader_num_workers=workers, completions_log=False,
+        temperature=1.0, disable_tqdm=True, shared_prefix=shared_prefix,
+        router_aux_loss_coef=0.0 if args.family == "qwen3_omni" else None)
     model = OmniModelConfig(model_name_or_path=str(model_dir), dtype="float32")
     trainer = build_trainer(data, config, model)
     # A random model samples media placeholder/boundary ids; a plain HF forward would then count them as media slots.
     # Suppressed in every mode alike, so the baselines' forwards stay valid and all modes sample the same way.
+    # EOS is suppressed too: every completion is max_completion_length tokens long in every mode.
     from hs_rl.grpo.families import get_family
 
     tokenizer = trainer.processing_class.tokenizer
-    trainer.generation_config.suppress_tokens = [tokenizer.convert_tokens_to_ids(t)
-                                                 for t in get_family(args.family).special_tokens.values()]
+    suppressed = {tokenizer.convert_tokens_to_ids(t) for t in get_family(args.family).special_tokens.values()} | set(trainer.eos_token_ids)
+    suppressed |= {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    trainer.generation_config.suppress_tokens = sorted(i for i in suppressed if i is not None)
     return trainer
+
+
+def _prompt_options(args) -> dict:
+    """--recipe: no system turn, so that media is a larger share of the prompt (the sample clips are 1 s long)."""
+    return {"system_prompt": ""} if args.recipe else {}
+
+
+def _compact_lm_head() -> None:
+    """Score only the labelled positions in TRL's fused LM head, as TRL does on GPU (on CPU it scores all)."""
+    import trl.trainer.utils as trl_utils
+
+    trl_utils._use_triton = lambda device: True
+
+
+class Protocol:
+    """The child's side of the interleaving: wait for the parent's `go`, report a step, report peak memory."""
+
+    def __init__(self):
+        self.peaks: dict[int, int] = {}
+
+    def wait(self) -> bool:
+        return sys.stdin.readline().strip() == "go"
+
+    def report(self, step: dict) -> None:
+        self.poll()
+        sys.stdout.write(STEP_TAG + json.dumps(step) + "\n")
+        sys.stdout.flush()
+
+    def poll(self) -> None:
+        """Peak RSS (VmHWM) of every live descendant process (DataLoader workers), kept per pid."""
+        for pid in _descendants(os.getpid()):
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        self.peaks[pid] = max(self.peaks.get(pid, 0), int(line.split()[1]))
+            except OSError:
+                pass
+
+    def memory_mb(self) -> tuple[float, float]:
+        """(this process's peak RSS, the sum of its descendants' peaks) in MB."""
+        self.poll()
+        own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        reaped = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024  # the largest already-exited child
+        return own, max(sum(self.peaks.values()) / 1024, reaped)
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            tasks = os.listdir(f"/proc/{current}/task")
+        except OSError:
+            continue
+        for task in tasks:
+            try:
+                kids = [int(k) for k in Path(f"/proc/{current}/task/{task}/children").read_text().split()]
+            except OSError:
+                kids = []
+            out += kids
+            todo += kids
+    return out
 
 
 class Clock:
@@ -129,7 +218,7 @@ class Clock:
 
 # ------------------------------------------------------------------------------------------- ours
 
-def run_ours(trainer, args) -> tuple[list[dict], dict]:
+def run_ours(trainer, args, protocol: Protocol) -> tuple[list[dict], dict]:
     from transformers import TrainerCallback
 
     clock = Clock()
@@ -154,6 +243,7 @@ def run_ours(trainer, args) -> tuple[list[dict], dict]:
 
     class StepTimer(TrainerCallback):
         def on_train_begin(self, *a, **k):
+            protocol.wait()
             state["last"] = time.perf_counter()
 
         def on_step_end(self, *a, **k):
@@ -161,8 +251,13 @@ def run_ours(trainer, args) -> tuple[list[dict], dict]:
             phases = {p: clock.t[p] - state["snap"].get(p, 0.0) for p in PHASES if p != "other"}
             total = now - state["last"]
             phases["other"] = total - sum(phases.values())
-            steps.append({"step_time": total, "phases": phases, "tokens": tokens["n"] - state["tokens"]})
-            state.update(last=now, snap=dict(clock.t), tokens=tokens["n"])
+            packed = trainer._metrics["train"].get("shared_prefix/packed", [])
+            step = {"step_time": total, "phases": phases, "tokens": tokens["n"] - state["tokens"],
+                    "packed": float(packed[-1]) if packed else 0.0}
+            steps.append(step)
+            protocol.report(step)
+            protocol.wait()
+            state.update(last=time.perf_counter(), snap=dict(clock.t), tokens=tokens["n"])
 
     trainer.add_callback(StepTimer())
     trainer.train()
@@ -185,7 +280,8 @@ def _media_kwargs(rows, repeat: int):
         pad = torch.nn.functional.pad
         out["input_features"] = torch.cat([pad(r.input_features, (0, frames - r.input_features.shape[-1]))
                                            for r in rows for _ in range(repeat)])
-        out["feature_attention_mask"] = torch.cat([pad(r.feature_attention_mask, (0, frames - r.input_features.shape[-1]))
+        out["feature_attention_mask"] = torch.cat([pad(r.feature_attention_mask,
+                                                       (0, frames - r.input_features.shape[-1]))
                                                    for r in rows for _ in range(repeat)])
     out["use_audio_in_video"] = rows[0].use_audio_in_video
     return out
@@ -231,12 +327,13 @@ def _fused_logps(model, ids, mask, media, width):
     """TRL-style per-token log-probs with the fused/chunked LM head TRL patched onto the model."""
     labels = ids.masked_fill(mask == 0, -100)
     labels[:, :width] = -100
-    return model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, **media).log_probs[:, width - 1:]
+    out = model(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, **media)
+    return out.log_probs[:, width - 1:]
 
 
-def run_baseline(trainer, records, args, mode: str) -> tuple[list[dict], dict]:
+def run_baseline(trainer, records, args, mode: str, protocol: Protocol) -> tuple[list[dict], dict]:
     import torch
-    from hs_rl.data.dataset import prepare_prompt
+    from hs_rl.data.prompt_media import prepare_prompt
     from hs_rl.grpo.omni_inputs import thinker_of
 
     policy = thinker_of(trainer.model)
@@ -249,8 +346,18 @@ def run_baseline(trainer, records, args, mode: str) -> tuple[list[dict], dict]:
     beta, temperature, G = trainer.beta, trainer.temperature, args.G
     optimizer = torch.optim.AdamW([p for p in policy.parameters() if p.requires_grad], lr=1e-6)
     policy.train()
+    checkpointing = bool(args.recipe)  # as TRL: on for the forwards, off while generating
+
+    def set_checkpointing(on: bool) -> None:
+        if on:
+            policy.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        else:
+            policy.gradient_checkpointing_disable()
+
+    set_checkpointing(checkpointing)
     steps, lengths = [], {"prompt": [], "completion": []}
     for step in range(args.steps + 1):
+        protocol.wait()
         clock = Clock()
         start = time.perf_counter()
         chunk = records[step * args.prompts:(step + 1) * args.prompts]
@@ -258,6 +365,8 @@ def run_baseline(trainer, records, args, mode: str) -> tuple[list[dict], dict]:
             prepared = [prepare_prompt(r, processor, data_args) for r in chunk]
         rows = [p[0] for p in prepared]
         lengths["prompt"] += [r.input_ids.numel() for r in rows for _ in range(G)]
+        if checkpointing:
+            set_checkpointing(False)
         with clock.phase("generation"), torch.no_grad():
             if mode == "upstream":  # G sequential generate calls per prompt, raw media each time
                 sequences = []
@@ -277,6 +386,8 @@ def run_baseline(trainer, records, args, mode: str) -> tuple[list[dict], dict]:
                                       **_media_kwargs(rows, G))
                 sequences = out[:, ids.shape[1]:].tolist()
             policy.model.rope_deltas = None
+        if checkpointing:
+            set_checkpointing(True)
         # completions, cut at EOS, right-padded; full sequences = left-padded prompts + completions
         seq_t = torch.full((len(sequences), max(len(s) for s in sequences)), pad_id, dtype=torch.long)
         for i, s in enumerate(sequences):
@@ -324,7 +435,8 @@ def run_baseline(trainer, records, args, mode: str) -> tuple[list[dict], dict]:
         total = time.perf_counter() - start
         phases = {p: clock.t.get(p, 0.0) for p in PHASES}
         phases["other"] += total - sum(phases.values())
-        steps.append({"step_time": total, "phases": phases, "tokens": tokens, "loss": loss_total})
+        steps.append({"step_time": total, "phases": phases, "tokens": tokens, "loss": loss_total, "packed": 0.0})
+        protocol.report(steps[-1])
     return steps, lengths
 
 
@@ -334,100 +446,185 @@ def child(args) -> None:
     import torch
 
     torch.manual_seed(0)
+    _compact_lm_head()
     workdir = Path(args.workdir)
     model_dir, data_file, records = prepare(workdir, args.preset, args.prompts * (args.steps + 1), args.family)
     out = workdir / f"out-{args.family}-{args.preset}-{args.mode}"
-    trainer = make_trainer(model_dir, data_file, out, args, workers=1 if args.mode == "ours" else 0)
+    ours = args.mode.startswith("ours")
+    trainer = make_trainer(model_dir, data_file, out, args, workers=1 if ours else 0,
+                           shared_prefix=args.mode != "ours_noshare")
     from hs_rl.grpo.config import DataArguments
 
     trainer._bench_data_args = DataArguments(dataset=str(data_file), video_max_frames=args.frames,
-                                             video_max_pixels=25088, video_min_pixels=3136)
-    if args.mode == "ours":
-        steps, lengths = run_ours(trainer, args)
+                                             video_max_pixels=25088, video_min_pixels=3136, **_prompt_options(args))
+    protocol = Protocol()
+    if ours:
+        steps, lengths = run_ours(trainer, args, protocol)
     else:
-        steps, lengths = run_baseline(trainer, records, args, args.mode)
-    params = sum(p.numel() for p in trainer.model.parameters())
+        steps, lengths = run_baseline(trainer, records, args, args.mode, protocol)
+        protocol.wait()  # the parent's `stop`, as ours reads it after its last step
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    from hs_rl.grpo.omni_inputs import thinker_of
+
+    thinker = thinker_of(trainer.model)
+    encoders = count(thinker.model.visual) + count(thinker.model.audio_tower)
+    own, workers = protocol.memory_mb()
     result = {
-        "mode": args.mode, "preset": args.preset, "params": params, "steps": steps, "lengths": lengths,
+        "mode": args.mode, "preset": args.preset, "params": count(thinker), "encoder_params": encoders,
+        "vocab": thinker.config.get_text_config().vocab_size, "steps": steps, "lengths": lengths,
         "shared_prefix": bool(getattr(trainer, "shared_prefix", False)),
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-        "peak_rss_children_mb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024,
+        "peak_rss_mb": own, "peak_rss_children_mb": workers,
     }
-    Path(args.json).write_text(json.dumps(result))
+    sys.stdout.write(DONE_TAG + json.dumps(result) + "\n")
+    sys.stdout.flush()
 
 
 def summarize(result: dict) -> dict:
-    """The fastest measured step (best of N: the figure least disturbed by other load on a shared machine),
-    with its own phases, plus the mean step time of all measured steps."""
+    """Mean ± sd of the measured steps (the first is a warm-up), the phases and tokens of the mean."""
+    import statistics
+
     measured = result["steps"][1:] or result["steps"]
-    best = min(measured, key=lambda s: s["step_time"])
-    phases = best["phases"]
-    return {"step_time": best["step_time"], "phases": phases, "tokens": best["tokens"],
-            "mean_step_time": sum(s["step_time"] for s in measured) / len(measured),
-            "rollout_tps": best["tokens"] / phases["generation"] if phases["generation"] else float("nan")}
+    times = [s["step_time"] for s in measured]
+    phases = {p: statistics.fmean(s["phases"][p] for s in measured) for p in PHASES}
+    tokens = statistics.fmean(s["tokens"] for s in measured)
+    return {"step_time": statistics.fmean(times), "sd": statistics.stdev(times) if len(times) > 1 else 0.0,
+            "best": min(times), "phases": phases, "tokens": tokens,
+            "packed": min(s.get("packed", 0.0) for s in measured),
+            "peak_mb": result["peak_rss_mb"] + result["peak_rss_children_mb"],
+            "rollout_tps": tokens / phases["generation"] if phases["generation"] else float("nan")}
+
+
+def _read_until(proc, tag: str) -> dict:
+    """The next line of `proc`'s stdout that starts with `tag` (other output is skipped)."""
+    while True:
+        line = proc.stdout.readline()
+        if not line:
+            raise SystemExit(f"a benchmark process ended early (exit {proc.wait()}); see its log")
+        if line.startswith(tag):
+            return json.loads(line[len(tag):])
+
+
+def run_preset(args, preset: str, modes: tuple[str, ...], workdir: Path) -> dict[str, dict]:
+    """Start one process per mode, step them interleaved (rotating order), return each mode's result."""
+    procs, logs = {}, {}
+    for mode in modes:
+        cmd = [sys.executable, __file__, "--mode", mode, "--preset", preset, "--G", str(args.G),
+               "--prompts", str(args.prompts), "--completion", str(args.completion), "--frames", str(args.frames),
+               "--steps", str(args.steps), "--workdir", str(workdir), "--family", args.family] + (["--recipe"] if args.recipe else [])
+        logs[mode] = open(workdir / f"log-{args.family}-{preset}-{mode}.txt", "w")
+        procs[mode] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[mode],
+                                       text=True, bufsize=1)
+    try:
+        for step in range(args.steps + 1):
+            k = step % len(modes)
+            for mode in modes[k:] + modes[:k]:
+                procs[mode].stdin.write("go\n")
+                procs[mode].stdin.flush()
+                got = _read_until(procs[mode], STEP_TAG)
+                print(f"  [{preset}] step {step}{' (warm-up)' if step == 0 else ''} {mode:12s} "
+                      f"{got['step_time']:7.2f}s", flush=True)
+        results = {}
+        for mode in modes:
+            procs[mode].stdin.write("stop\n")
+            procs[mode].stdin.flush()
+            results[mode] = _read_until(procs[mode], DONE_TAG)
+            procs[mode].wait()
+        return results
+    finally:
+        for mode, proc in procs.items():
+            if proc.poll() is None:
+                proc.kill()
+            logs[mode].close()
+
+
+def _print_mode(preset: str, mode: str, result: dict, s: dict) -> None:
+    lengths = result["lengths"]
+    prompt_mean = sum(lengths["prompt"]) / len(lengths["prompt"])
+    comp = lengths["completion"]
+    comp_mean = sum(comp) / len(comp)
+    ph = s["phases"]
+    print(f"[{preset} {result['params'] / 1e6:.1f}M params] {mode:12s} step {s['step_time']:7.2f} ± {s['sd']:.2f}s "
+          f"(best {s['best']:.2f}) | " + " ".join(f"{p} {ph[p]:.2f}" for p in PHASES)
+          + f" | rollout {s['rollout_tps']:7.1f} tok/s ({s['tokens']:.0f} tok) | prompt {prompt_mean:.0f} tok,"
+          f" completion {comp_mean:.1f} tok [{min(comp)}-{max(comp)}] (x{prompt_mean / max(comp_mean, 1e-9):.1f}) | "
+          f"peak {s['peak_mb']:.0f} MB = {result['peak_rss_mb']:.0f} + workers {result['peak_rss_children_mb']:.0f}"
+          + (f" | shared_prefix={result['shared_prefix']} packed={s['packed']:.0f}" if mode.startswith("ours") else ""),
+          flush=True)
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="3 measured steps per mode (under 5 minutes on 2 cores)")
-    parser.add_argument("--presets", default="tiny,small")
+    parser.add_argument("--quick", action="store_true",
+                        help="3 measured steps per mode (5 with --recipe); under 5 (8 with --recipe) minutes on 2 cores")
+    parser.add_argument("--recipe", action="store_true", help="the recipe's settings (see the module docstring)")
+    parser.add_argument("--presets", default=None, help="tiny,small (default) or recipe (with --recipe)")
     parser.add_argument("--G", type=int, default=8)
-    parser.add_argument("--prompts", type=int, default=2, help="distinct prompts per step")
-    parser.add_argument("--completion", type=int, default=32, help="max completion tokens")
+    parser.add_argument("--prompts", type=int, default=None, help="distinct prompts per step (2; 1 with --recipe)")
+    parser.add_argument("--completion", type=int, default=None, help="completion tokens (32; 37 with --recipe)")
     parser.add_argument("--frames", type=int, default=4, help="video_max_frames")
     parser.add_argument("--steps", type=int, default=None, help="measured steps (after one warm-up)")
     parser.add_argument("--workdir", default="/tmp/hs_rl_bench")
     parser.add_argument("--family", default="qwen2_5_omni", choices=("qwen2_5_omni", "qwen3_omni"),
                         help="model family of the presets")
-    parser.add_argument("--mode", choices=MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--mode", choices=MODES + RECIPE_MODES, help=argparse.SUPPRESS)
     parser.add_argument("--preset", help=argparse.SUPPRESS)
-    parser.add_argument("--json", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps is None:
-        args.steps = 3 if args.quick else 6
+        args.steps = (5 if args.recipe else 3) if args.quick else 8
+    args.prompts = args.prompts or (1 if args.recipe else 2)
+    args.completion = args.completion or (37 if args.recipe else 32)
     if args.mode:
         child(args)
         return 0
+    presets = (args.presets or ("recipe" if args.recipe else "tiny,small")).split(",")
+    modes = RECIPE_MODES if args.recipe else MODES
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     began = time.time()
-    print(f"GRPO step benchmark ({args.family}): G={args.G}, {args.prompts} prompts/step, max completion {args.completion} tokens, "
-          f"{args.steps} measured step(s) after 1 warm-up, torch threads={os.cpu_count()}, CPU only")
+    load = os.getloadavg()
+    print(f"GRPO step benchmark ({args.family}){' (recipe settings)' if args.recipe else ''}: G={args.G}, {args.prompts} prompt(s)/step, "
+          f"completions of exactly {args.completion} tokens, {args.steps} measured step(s) after 1 warm-up, modes "
+          f"interleaved, gradient checkpointing {'on' if args.recipe else 'off'}, beta {0.1 if args.recipe else 0.04}, "
+          f"CPU only, {os.cpu_count()} cores, load average at start {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}",
+          flush=True)
     ratios = defaultdict(list)
-    for preset in args.presets.split(","):
-        summaries = {}
-        for mode in MODES:
-            path = workdir / f"result-{args.family}-{preset}-{mode}.json"
-            cmd = [sys.executable, __file__, "--mode", mode, "--preset", preset, "--json", str(path),
-                   "--family", args.family,
-                   "--G", str(args.G), "--prompts", str(args.prompts), "--completion", str(args.completion),
-                   "--frames", str(args.frames), "--steps", str(args.steps), "--workdir", str(workdir)]
-            proc = subprocess.run(cmd, capture_output=True, text=True)
-            if proc.returncode:
-                sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-8000:])
-                raise SystemExit(f"mode {mode} on {preset} failed")
-            result = json.loads(path.read_text())
-            summaries[mode] = s = summarize(result)
-            lengths = result["lengths"]
-            prompt_mean = sum(lengths["prompt"]) / len(lengths["prompt"])
-            comp_mean = sum(lengths["completion"]) / len(lengths["completion"])
-            ph = s["phases"]
-            print(f"[{preset} {result['params'] / 1e6:.1f}M params] {mode:8s} step {s['step_time']:7.2f}s "
-                  f"(mean {s['mean_step_time']:.2f}s) | "
-                  + " ".join(f"{p} {ph[p]:.2f}" for p in PHASES)
-                  + f" | rollout {s['rollout_tps']:7.1f} tok/s ({s['tokens']:.0f} tok) | prompt {prompt_mean:.0f} tok,"
-                  f" completion {comp_mean:.1f} tok (x{prompt_mean / max(comp_mean, 1e-9):.1f}) | peak RSS "
-                  f"{result['peak_rss_mb']:.0f} MB (+workers {result['peak_rss_children_mb']:.0f} MB)"
-                  + (f" | shared_prefix={result['shared_prefix']}" if mode == "ours" else ""), flush=True)
-        ours, up, trl = summaries["ours"], summaries["upstream"], summaries["trl"]
+    for preset in presets:
+        prepare(workdir, preset, args.prompts * (args.steps + 1), args.family)  # once here, before the mode processes read it
+        results = run_preset(args, preset, modes, workdir)
+        summaries = {mode: summarize(results[mode]) for mode in modes}
+        for mode in modes:
+            _print_mode(preset, mode, results[mode], summaries[mode])
+        ours, trl = summaries["ours"], summaries["trl"]
+        if args.recipe:
+            first = results["ours"]
+            lm = first["params"] - first["encoder_params"]
+            print(f"[{preset}] model: vocabulary {first['vocab']}, encoders {first['encoder_params'] / 1e6:.1f}M : "
+                  f"LM {lm / 1e6:.1f}M = {first['encoder_params'] / lm:.3f} (Qwen2.5-Omni-7B: 1.32B : 7.6B = 0.174)")
+            off = summaries["ours_noshare"]
+            print(f"[{preset}] sharing on vs off (ours_noshare): step {off['step_time'] / ours['step_time']:.2f}x, "
+                  f"peak memory {ours['peak_mb'] / off['peak_mb']:.2f}x; ours_noshare vs trl: step "
+                  f"{trl['step_time'] / off['step_time']:.2f}x", flush=True)
+            ratios["recipe_step_speedup_vs_trl"].append(trl["step_time"] / ours["step_time"])
+            ratios["recipe_peak_memory_ratio_vs_trl"].append(ours["peak_mb"] / trl["peak_mb"])
+            ratios["recipe_shared_prefix_active"].append(1 if results["ours"]["shared_prefix"] and ours["packed"] == 1 else 0)
+            continue
+        up = summaries["upstream"]
         r = {"rollout_speedup_vs_upstream": ours["rollout_tps"] / up["rollout_tps"],
              "step_speedup_vs_trl": trl["step_time"] / ours["step_time"],
              "media_fraction_of_step": ours["phases"]["media"] / ours["step_time"]}
         print(f"[{preset}] " + ", ".join(f"{k}={v:.3f}" for k, v in r.items())
-              + f"; step speed-up vs upstream {up['step_time'] / ours['step_time']:.2f}x", flush=True)
+              + f"; step speed-up vs upstream {up['step_time'] / ours['step_time']:.2f}x; peak memory ours/trl "
+              f"{ours['peak_mb'] / trl['peak_mb']:.2f}", flush=True)
         for k, v in r.items():
             ratios[k].append(v)
-    print(f"total wall time {time.time() - began:.0f}s; final lines = worst over presets {args.presets}")
+    load = os.getloadavg()
+    print(f"total wall time {time.time() - began:.0f}s; load average at end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
+          f"final lines = worst over presets {','.join(presets)}")
+    if args.recipe:
+        print(f"recipe_step_speedup_vs_trl: {min(ratios['recipe_step_speedup_vs_trl']):.3f}")
+        print(f"recipe_peak_memory_ratio_vs_trl: {max(ratios['recipe_peak_memory_ratio_vs_trl']):.3f}")
+        print(f"recipe_shared_prefix_active: {min(ratios['recipe_shared_prefix_active'])}")
+        return 0
     print(f"rollout_speedup_vs_upstream: {min(ratios['rollout_speedup_vs_upstream']):.3f}")
     print(f"step_speedup_vs_trl: {min(ratios['step_speedup_vs_trl']):.3f}")
     print(f"media_fraction_of_step: {max(ratios['media_fraction_of_step']):.4f}")

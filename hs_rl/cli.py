@@ -4,6 +4,11 @@ Every subcommand is a pair (arguments dataclass, function) living in the module 
 this file only maps names to them, so adding a command never touches the modules' logic.
 Leading positional words are mapped onto named fields (``hs-rl convert IN OUT`` is
 ``--input IN --output OUT``) so that TRL's parser stays the single source of truth for every option.
+
+A config YAML (``--config``, the stage YAML of `hs-rl train`) may name another as ``base: FILE`` (relative to
+itself). A key resolves, last one wins: the base YAML -> the YAML itself -> the command line. `hs-rl pipeline`
+passes a stage its settings on that command line, in this order: the stage entry's `options`, its `dataset`, the
+input model and output_dir, `--override KEY=VALUE`, `--override STAGE.KEY=VALUE`.
 """
 from __future__ import annotations
 
@@ -17,6 +22,8 @@ from pathlib import Path
 import yaml
 
 from trl import TrlParser
+
+from hs_rl.rewards.registry import specs_relative_to
 
 
 @dataclass(frozen=True)
@@ -47,9 +54,11 @@ COMMANDS: dict[str, Command] = {
     "validate-data": Command("hs_rl.data.validation", ("ValidateArguments",), "run_validate",
                              "check every record and its media before training", positional=("path",)),
     "make-tiny-model": Command("hs_rl.tools.tiny_model", ("TinyModelArguments",), "run_make_tiny_model",
-                               "write a tiny random Qwen2.5-Omni with tokenizer and processor", positional=("output_dir",)),
+                               "write a tiny random Qwen2.5-Omni with tokenizer and processor",
+                               positional=("output_dir",)),
     "make-sample-data": Command("hs_rl.tools.sample_data", ("SampleDataArguments",), "run_make_sample_data",
-                                "write short clips, wavs, a training JSON and benchmark files", positional=("output_dir",)),
+                                "write short clips, wavs, a training JSON and benchmark files",
+                                positional=("output_dir",)),
     "eval": Command("hs_rl.eval.evaluate", ("EvalArguments",), "run_eval",
                     "answer the HumanSense benchmark with a checkpoint (resumable)"),
     "score": Command("hs_rl.eval.scoring", ("ScoreArguments",), "run_score",
@@ -77,28 +86,70 @@ def _map_positionals(command: Command, argv: list[str]) -> list[str]:
     return mapped + rest
 
 
-def build_parser(name: str) -> TrlParser:
+def build_parser(name: str) -> ConfigParser:
     """The parser of one subcommand, built from the dataclasses its module declares."""
     command = COMMANDS[name]
     module = importlib.import_module(command.module)
     types = [getattr(module, n) for n in command.dataclasses]
-    return TrlParser(types, prog=f"hs-rl {name}", description=command.help)
+    return ConfigParser(types, prog=f"hs-rl {name}", description=command.help)
 
 
-def check_config_keys(parser: TrlParser, config_path: str) -> None:
-    """Refuse a config YAML with a key no option has, naming it and the closest valid key (safe loader)."""
+BASE_KEY = "base"
+
+
+def read_config(config_path: str | Path, _seen: tuple[Path, ...] = ()) -> dict:
+    """A config YAML as one mapping: its `base:` chain first, its own keys over them (whole values, not merged).
+
+    Safe loader; relative `base:` paths and reward files resolve against the YAML that names them.
+    """
     path = Path(config_path)
     if not path.is_file():
-        raise SystemExit(f"hs-rl: config file {config_path!r} does not exist")
+        raise SystemExit(f"hs-rl: config file {str(config_path)!r} does not exist")
+    if path.resolve() in _seen:
+        raise SystemExit(f"hs-rl: {path}: `base:` chain loops back to itself ({' -> '.join(map(str, _seen))})")
     data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     if not isinstance(data, dict):
         raise SystemExit(f"hs-rl: {config_path} must hold a YAML mapping of option: value")
+    if isinstance(data.get("reward_funcs"), list):
+        data["reward_funcs"] = specs_relative_to(data["reward_funcs"], path.parent)
+    base = data.pop(BASE_KEY, None)
+    if base is None:
+        return data
+    base_path = Path(base) if Path(base).is_absolute() else path.parent / base
+    return {**read_config(base_path, (*_seen, path.resolve())), **data}
+
+
+def check_config_keys(parser: TrlParser, config_path: str) -> dict:
+    """The config YAML with its bases (`read_config`), refused if a key no option has, naming the closest."""
+    data = read_config(config_path)
     valid = {action.dest for action in parser._actions} | {"env"}
     for key in data:
         if key not in valid:
             close = difflib.get_close_matches(str(key), sorted(valid), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise SystemExit(f"hs-rl: {config_path}: unknown key {key!r}{hint}")
+    return data
+
+
+class ConfigParser(TrlParser):
+    """TRL's parser, reading a `--config` YAML through `check_config_keys` (its `base:` chain merged, unknown keys
+    refused) before TRL sets the YAML's values as defaults and parses the command line over them."""
+
+    def parse_args_and_config(self, args=None, **kwargs) -> tuple:
+        args = list(sys.argv[1:] if args is None else args)
+        if "--config" in args:
+            at = args.index("--config")
+            config = check_config_keys(self, args[at + 1])
+            args = args[:at] + args[at + 2:]
+            for key, value in (config.pop("env", None) or {}).items():  # as TRL's parser does for a config's env:
+                os.environ[key] = str(value)
+            self.set_defaults_with_config(**config)
+        return super().parse_args_and_config(args, **kwargs)
+
+
+def parse_command(name: str, argv: list[str]) -> tuple:
+    """The dataclasses of one subcommand from its words: config YAML (with bases) first, then the options."""
+    return build_parser(name).parse_args_and_config(_map_positionals(COMMANDS[name], argv))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -111,11 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     command = COMMANDS[name]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every path is local: never reach a hub at run time
-    parser = build_parser(name)
-    args = _map_positionals(command, rest)
-    if "--config" in args:
-        check_config_keys(parser, args[args.index("--config") + 1])
-    parsed = parser.parse_args_and_config(args)
+    parsed = parse_command(name, rest)
     function = getattr(importlib.import_module(command.module), command.function)
     result = function(*parsed)
     return int(result or 0)

@@ -28,9 +28,10 @@ from typing import Any
 
 import yaml
 
-from hs_rl.grpo.checkpoints import fsync_write
+from hs_rl.atomic_files import atomic_write
 from hs_rl.grpo.export import FINAL_DIR, is_exported
 from hs_rl.progress import StageConsole, write_json_atomic
+from hs_rl.rewards.registry import specs_relative_to
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,7 @@ class PipelineArguments:
     override: list[str] = field(default_factory=list, metadata={
         "help": "KEY=VALUE for every stage or STAGE.KEY=VALUE for one, e.g. stage1_video.max_steps=3."})
     launcher: str | None = field(default=None, metadata={
-        "help": "Command a stage runs under, e.g. 'accelerate launch --config_file launch/zero3.yaml' or "
+        "help": "Command a stage runs under, e.g. 'accelerate launch --config_file launch/accelerate/zero3.yaml' or "
                 "'torchrun --nproc_per_node 8'; default: the pipeline's launcher, else this Python."})
     dry_run: bool = field(default=False, metadata={"help": "Print each stage's command without running it."})
     progress_interval: float = field(default=30.0, metadata={
@@ -105,8 +106,11 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
         config = config if config.is_absolute() else path.parent / config
         if not config.is_file():
             raise FileNotFoundError(f"{path}: stage {entry['name']!r}: config {config} does not exist")
+        options = dict(entry.get("options") or {})
+        if isinstance(options.get("reward_funcs"), list):  # reward files beside the pipeline YAML, as in a stage's
+            options["reward_funcs"] = specs_relative_to(options["reward_funcs"], path.parent)
         stages.append(StageSpec(name=str(entry["name"]), config=str(config), dataset=entry.get("dataset"),
-                                eval=entry.get("eval"), options=dict(entry.get("options") or {})))
+                                eval=entry.get("eval"), options=options))
     names = [s.name for s in stages]
     if len(set(names)) != len(names):
         raise ValueError(f"{path}: stage names repeat: {names}")
@@ -132,6 +136,8 @@ def _arg_value(value: Any) -> list[str]:
     """A YAML or override value as command-line words for TRL's parser."""
     if isinstance(value, bool):
         return [str(value).lower()]
+    if isinstance(value, dict):  # e.g. reward_kwargs: one JSON word (a YAML mapping the option parses)
+        return [json.dumps(value)]
     if isinstance(value, (list, tuple)):
         return [str(v) for v in value]
     if isinstance(value, str):
@@ -167,7 +173,7 @@ def mark_done(stage_dir: Path, stage: StageSpec, model_in: str) -> None:
     """Write the done marker (last, fsynced) with what the stage read and produced."""
     history_file = stage_dir / "log_history.json"
     history = json.loads(history_file.read_text()) if history_file.is_file() else []
-    fsync_write(stage_dir / DONE, json.dumps({
+    atomic_write(stage_dir / DONE, json.dumps({
         "stage": stage.name, "input_model": model_in, "final_model": str(stage_dir / FINAL_DIR),
         "steps": max((h.get("step", 0) for h in history), default=0), "time": time.time(),
     }, indent=2) + "\n")

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from hs_rl.atomic_files import atomic_write
+
 PROGRESS_FILE = "progress.json"
 HEARTBEAT_S = 30.0
 RECENT_STEPS = 20  # time per step: mean over this many most recent steps of the current process
@@ -35,10 +37,8 @@ LABELS = {"accuracy_reward": "acc", "strict_accuracy_reward": "acc_strict", "for
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    """Replace `path` in one rename: a reader sees the old record or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    """Replace `path` in one rename (hs_rl.atomic_files): a reader sees the old record or the new one, never half."""
+    atomic_write(path, json.dumps(data, indent=1) + "\n")
 
 
 def read_progress(stage_dir: str | Path) -> dict[str, Any] | None:

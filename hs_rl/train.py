@@ -46,6 +46,10 @@ def load_training_records(data_args: DataArguments, output_dir: Path, is_main: b
     return kept
 
 
+# LoRA on every projection of the language model's attention and MLP unless `lora_target_modules` says otherwise
+LORA_DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
 def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: OmniModelConfig):
     """Every object of a stage, checked in order of cost: paths, data, rewards, then weights."""
     from accelerate import PartialState
@@ -55,8 +59,8 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     from hs_rl.data.prompts import check_prompt_source
     from hs_rl.grpo.model import (check_model_dir, check_model_modalities, freeze_encoders, freeze_experts,
                                   load_processor, load_thinker)
-    from hs_rl.reward_guard import guard_reward
     from hs_rl.rewards import get_rewards
+    from hs_rl.rewards.guard import guard_reward
     from hs_rl.grpo.trainer import OmniGRPOTrainer
 
     state = PartialState()
@@ -70,7 +74,8 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     check_prompt_source(records, data_args.prompt_source, data_args.think)
     check_model_modalities(model_args.model_name_or_path, {r.modality for r in records})
     reward_counter: dict[str, int] = {}
-    rewards = [guard_reward(fn, config.reward_errors, reward_counter) for fn in get_rewards(config.reward_funcs)]
+    rewards = [guard_reward(fn, config.reward_errors, reward_counter) 
+               for fn in get_rewards(config.reward_funcs, settings=config.reward_kwargs)]
     if config.reward_weights is not None and len(config.reward_weights) != len(rewards):
         raise ValueError(f"reward_weights has {len(config.reward_weights)} entries for {len(rewards)} rewards")
 
@@ -83,13 +88,14 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     freeze_encoders(model, vision=config.freeze_vision_encoder, audio=config.freeze_audio_encoder)
     if config.freeze_experts:
         logger.info("freeze_experts: %d expert weight tensors frozen", freeze_experts(model))
-    config.remove_unused_columns = False
     dataset = build_train_dataset(records, processor, data_args)
     peft_config = None
     if model_args.use_peft:
         from trl import get_peft_config
 
         peft_config = get_peft_config(model_args)
+        if peft_config.target_modules is None and getattr(peft_config, "target_parameters", None) is None:
+            peft_config.target_modules = list(LORA_DEFAULT_TARGETS)  # peft has no default for the Omni thinker
         if isinstance(peft_config.target_modules, (list, set)) and config.freeze_vision_encoder \
                 and config.freeze_audio_encoder:
             # module names like q_proj also exist in the encoders: with frozen encoders, adapt the LM only
@@ -129,16 +135,6 @@ def _without_zero3_loading():
     return context()
 
 
-def checkpoint_is_final(checkpoint: str, max_steps: int) -> bool:
-    """Whether a checkpoint already holds the run's last step (this run's max_steps, else the saved run's)."""
-    state_file = Path(checkpoint) / "trainer_state.json"
-    if not state_file.is_file():
-        return False
-    state = json.loads(state_file.read_text())
-    last = max_steps if max_steps and max_steps > 0 else state.get("max_steps", 0)
-    return bool(last) and state.get("global_step", 0) >= last
-
-
 def run_train(data_args: DataArguments, config: OmniGRPOConfig, model_args: OmniModelConfig) -> int:
     """Train one stage and export its final model to `OUTPUT_DIR/final` (full Omni when the input was full).
 
@@ -146,35 +142,41 @@ def run_train(data_args: DataArguments, config: OmniGRPOConfig, model_args: Omni
     """
     from accelerate import PartialState
 
-    from hs_rl.grpo.checkpoints import discard_incomplete, resolve_resume
-    from hs_rl.grpo.export import FINAL_DIR, export_model
+    from hs_rl.grpo.checkpoints import discard_incomplete, refuse_foreign_checkpoints, resolve_resume
+    from hs_rl.grpo.export import ADAPTER_DIR, FINAL_DIR, export_model, keep_adapter, merge_adapter
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     output_dir = Path(config.output_dir)
     resume = resolve_resume(config.resume_from_checkpoint, output_dir)
+    stale = refuse_foreign_checkpoints(output_dir, resume, config.overwrite_output_dir)
     state = PartialState()
-    if state.is_main_process and str(config.resume_from_checkpoint).lower() in ("auto", "true"):
-        discard_incomplete(output_dir)
+    if state.is_main_process:
+        if str(config.resume_from_checkpoint).lower() in ("auto", "true"):
+            discard_incomplete(output_dir)
+        for path in stale:  # overwrite_output_dir: the earlier run's checkpoints go
+            logger.warning("overwrite_output_dir: deleting %s of an earlier run", path)
+            shutil.rmtree(path)
     state.wait_for_everyone()
     trainer = build_trainer(data_args, config, model_args)
-    if resume and checkpoint_is_final(resume, config.max_steps):
-        # HF's Trainer resumed at its last step still runs one more step; load the weights and export instead
-        from hs_rl.grpo.checkpoints import load_saved_weights
-
-        logger.info("%s is the run's last step: exporting it without training", resume)
-        load_saved_weights(trainer.model, Path(resume))
-        from transformers import TrainerState
-
-        trainer.state = TrainerState.load_from_json(str(Path(resume) / "trainer_state.json"))
-    else:
-        trainer.train(resume_from_checkpoint=resume)
+    # Always through the Trainer, even from the run's last checkpoint: it loads the weights (and under DeepSpeed
+    # prepares the engine and loads its shards) exactly as for a resume; OmniGRPOTrainer._run_epoch then trains
+    # nothing when no step is left, so a re-run only completes the export.
+    trainer.train(resume_from_checkpoint=resume)
     thinker_dir = output_dir / ".final-thinker"
-    trainer.save_model(str(thinker_dir))  # collective under DeepSpeed: every rank takes part
+    adapter_dir = output_dir / ".final-adapter"
+    lora = hasattr(trainer.accelerator.unwrap_model(trainer.model), "peft_config")
+    # collective under DeepSpeed: every rank takes part. A PEFT model saves its adapter only.
+    trainer.save_model(str(adapter_dir if lora else thinker_dir))
     if trainer.accelerator.is_main_process:
-        trainer.processing_class.save_pretrained(str(thinker_dir))
-        with _without_zero3_loading():  # export loads models on this rank alone
+        with _without_zero3_loading():  # merge and export load models on this rank alone
+            if lora:  # adapters merged into the stage's input thinker: final/ is a plain Omni model
+                merge_adapter(model_args.model_name_or_path, adapter_dir, thinker_dir, model_args.dtype)
+            trainer.processing_class.save_pretrained(str(thinker_dir))
             export_model(thinker_dir, model_args.model_name_or_path, output_dir / FINAL_DIR)
+        if lora and config.keep_adapter:
+            keep_adapter(adapter_dir, output_dir / ADAPTER_DIR)
         shutil.rmtree(thinker_dir, ignore_errors=True)
+        shutil.rmtree(adapter_dir, ignore_errors=True)
         summary = {k: v for k, v in trainer.state.log_history[-1].items()} if trainer.state.log_history else {}
         (output_dir / "train_summary.json").write_text(json.dumps(summary, indent=2))
         (output_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
@@ -187,6 +189,26 @@ def main(argv: list[str] | None = None) -> int:
     from hs_rl.cli import main as cli_main
 
     return cli_main(["train", *(sys.argv[1:] if argv is None else argv)])
+
+
+STAGES_ENV = "HS_RL_STAGES"  # folder of the stage YAMLs the launch/stage*.sh scripts read (default `stages`)
+REPOSITORY = Path(__file__).resolve().parent.parent
+
+
+def stage_file(name: str) -> Path:
+    """`$HS_RL_STAGES/name` (default `stages/name`): relative to the working directory, else to the checkout."""
+    folder = Path(os.environ.get(STAGES_ENV) or "stages")
+    candidates = [folder / name] if folder.is_absolute() else [folder / name, REPOSITORY / folder / name]
+    for path in candidates:
+        if path.is_file():
+            return path
+    raise FileNotFoundError(f"stage YAML {name} not found in {' or '.join(str(c.parent) for c in candidates)} "
+                            f"(set {STAGES_ENV} to the folder of your stage YAMLs)")
+
+
+def stage_main(name: str, argv: list[str]) -> int:
+    """What `accelerate launch launch/stage1.sh …` runs in every process: `hs-rl train $HS_RL_STAGES/name …`."""
+    return main([str(stage_file(name)), *argv])
 
 
 if __name__ == "__main__":

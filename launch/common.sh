@@ -11,6 +11,17 @@
 #   MASTER_ADDR        address of node 0 (default 127.0.0.1)
 #   MASTER_PORT        port on node 0 (default 29500)
 #   HS_RL_DRY_RUN=1    print the command and exit without running it
+#   HS_RL_STAGES       folder of the stage YAMLs (default stages; stages/tiny for the tiny CPU twins)
+#
+# Two languages, one file: launch/stage*.sh are valid bash AND valid Python, because the project is used as
+# `accelerate launch launch/stage1.sh …` and accelerate runs a script with python (unless --no_python), while
+# `bash launch/stage1.sh …` must keep working. Line 2, `"true" '''\'`, is for bash the no-op `true \`; for
+# Python it opens a string (`\'` is an escaped quote) that swallows the bash part. Bash execs accelerate (or
+# exits) before it reaches the Python part, which it holds in a heredoc so that `bash -n` never parses it.
+# Python runs `hs_rl.train.stage_main`, which reads ${HS_RL_STAGES:-stages}/<stage>.yaml. A launcher that execs
+# the file itself (`accelerate launch --no_python`, torchrun --no-python) starts bash inside a launched process:
+# hs_rl_stage notices (RANK/LOCAL_RANK/ACCELERATE_* already set) and runs the Python part instead of launching
+# again.
 set -euo pipefail
 
 HS_RL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -46,4 +57,17 @@ hs_rl_launch() {  # hs_rl_launch MODULE ARGS…: `accelerate launch … -m MODUL
     local module="$1"; shift
     hs_rl_accelerate_words
     hs_rl_run "${HS_RL_ACCELERATE[@]}" -m "$module" "$@"
+}
+
+hs_rl_stage() {  # hs_rl_stage STAGE_FILE ARGS…: launch hs_rl.train on ${HS_RL_STAGES:-stages}/STAGE_FILE
+    local file="$1"; shift
+    local stages="${HS_RL_STAGES:-stages}"
+    if [ -n "${LOCAL_RANK:-}${ACCELERATE_DYNAMO_BACKEND:-}" ]; then  # already one process of a launch (see above)
+        exec "${PYTHON:-python}" "$0" "$@"
+    fi
+    # a relative HS_RL_STAGES is the repository's folder, or else one relative to where the command was typed
+    if [ "${stages#/}" = "$stages" ] && [ ! -d "$HS_RL_ROOT/$stages" ] && [ -d "$stages" ]; then
+        stages="$(cd "$stages" && pwd)"
+    fi
+    hs_rl_launch hs_rl.train "${stages%/}/$file" "$@"
 }

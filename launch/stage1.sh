@@ -1,7 +1,25 @@
 #!/usr/bin/env bash
-# Stage 1 (stage1_video): GRPO on the Qwen2.5-Omni thinker, one node of 8 GPUs by default.
-#   launch/stage1.sh [--option value …]        (options are passed to hs-rl train, e.g. --output_dir X)
-#   ACCELERATE_CONFIG=zero3 launch/stage1.sh    (see launch/common.sh and docs/distributed.md)
+"true" '''\'
+# Stage 1 (stage1_video): GRPO on video without audio.
+# This file is a bash script AND a Python script (see launch/common.sh, "Two languages, one file"):
+#   accelerate launch launch/stage1.sh [--option value …]       your accelerate config; every process runs the
+#                                                                 Python part below (accelerate runs scripts with python)
+#   accelerate launch --config_file launch/accelerate/zero3_offload.yaml launch/stage1.sh …   the recipe's ZeRO-3
+#   bash launch/stage1.sh [--option value …]                     builds the `accelerate launch` command itself from
+#                                                                 ACCELERATE_CONFIG, NUM_PROCESSES, NNODES, … (common.sh)
+# Options go to `hs-rl train` (e.g. --output_dir X --max_steps 5). The stage YAML is
+# ${HS_RL_STAGES:-stages}/stage1_video.yaml (HS_RL_STAGES=stages/tiny: the tiny CPU twin).
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
-hs_rl_launch hs_rl.train stages/stage1_video.yaml "$@"
+hs_rl_stage stage1_video.yaml "$@"
+exit
+: <<'END_OF_PYTHON'
+'''
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.realpath(__file__))))  # this checkout's hs_rl
+from hs_rl.train import stage_main  # noqa: E402
+
+sys.exit(stage_main("stage1_video.yaml", sys.argv[1:]))
+END_OF_PYTHON

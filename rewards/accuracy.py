@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from hs_rl.data.answers import QUESTION_TYPES, score_answer
-from rewards.common import column, completion_text
+from hs_rl.data.answers import score_answer
+from hs_rl.data.records import QUESTION_TYPES
+
+from .common import column, completion_text
 
 
 def _accuracy(completions: list[Any], tagged: bool, kwargs: dict[str, Any]) -> list[float | None]:
@@ -27,10 +29,23 @@ def _accuracy(completions: list[Any], tagged: bool, kwargs: dict[str, Any]) -> l
 
 
 def accuracy_reward(completions: list[Any], **kwargs: Any) -> list[float | None]:
-    """1 / 0.5 (multi-choice subset) / 0; reads the last <answer> block, or the bare text without one."""
+    """1 / 0.5 (multi-choice subset) / 0; reads the last <answer> block, or the bare text without one.
+
+    Example (dataset columns arrive as lists, one value per completion):
+    >>> accuracy_reward(["<think>...</think><answer>B</answer>", "<answer>AC</answer>", "B"],
+    ...                 answer=["B", "ABC", "B"], question_type=["single_choice", "multi_choice", "single_choice"],
+    ...                 options=[["A. calm", "B. angry"], ["A. x", "B. y", "C. z"], ["A. calm", "B. angry"]])
+    [1.0, 0.5, 1.0]
+    """
     return _accuracy(completions, False, kwargs)
 
 
 def strict_accuracy_reward(completions: list[Any], **kwargs: Any) -> list[float | None]:
-    """Like accuracy_reward, but an answer outside an <answer> block scores 0."""
+    """Like accuracy_reward, but an answer outside an <answer> block scores 0.
+
+    Example:
+    >>> strict_accuracy_reward(["<answer>yes</answer>", "yes"], answer=["yes", "yes"],
+    ...                        question_type=["yes_no", "yes_no"])
+    [1.0, 0.0]
+    """
     return _accuracy(completions, True, kwargs)

@@ -1,7 +1,15 @@
-"""Helpers every reward shares: TRL hands completions as plain strings or as chat messages."""
+"""Helpers every reward shares: TRL hands completions as plain strings or as chat messages.
+
+`completion_text` is the one completion -> text step of hs-rl: the rewards, the reward guard's messages and the
+trainer's completions log all read a completion through it.
+"""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
+
+# The tags the prompts ask for and the format rewards check, in the order they must appear.
+TAGS = ("<think>", "</think>", "<answer>", "</answer>")
 
 
 def completion_text(completion: Any) -> str:

@@ -2,9 +2,10 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
-from rewards.common import completion_text
+from .common import completion_text
 
 _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 DEFAULT_MIN_WORDS = 16
@@ -30,7 +31,17 @@ def length_score(words: int | None, min_words: int, max_words: int) -> float:
 
 def make_think_length_reward(min_words: int = DEFAULT_MIN_WORDS,
                              max_words: int = DEFAULT_MAX_WORDS) -> Callable[..., list[float]]:
-    """Build a think-length reward with its own word budget (named so TRL logs the budget)."""
+    """Build a think-length reward with its own word budget (named so TRL logs the budget).
+
+    A stage YAML reaches it through `reward_kwargs`: ``reward_kwargs: {think_length: {max_words: 256}}``.
+
+    Example:
+    >>> reward = make_think_length_reward(min_words=2, max_words=4)
+    >>> reward.__name__
+    'think_length_2_4'
+    >>> reward(["<think>she looks away</think><answer>B</answer>", "<think>hm</think>", "<answer>B</answer>"])
+    [1.0, 0.5, 0.0]
+    """
     if not 0 <= min_words <= max_words or max_words <= 0:
         raise ValueError(f"need 0 <= min_words <= max_words and max_words > 0, got {min_words}, {max_words}")
 
@@ -43,6 +54,11 @@ def make_think_length_reward(min_words: int = DEFAULT_MIN_WORDS,
 
 
 def think_length_reward(completions: list[Any], **kwargs: Any) -> list[float]:
-    """Default budget: 1.0 for a <think> block of 16-512 words, partial outside, 0.0 without one."""
+    """Default budget: 1.0 for a <think> block of 16-512 words, partial outside, 0.0 without one.
+
+    Example:
+    >>> think_length_reward(["<think>" + "word " * 100 + "</think><answer>A</answer>", "<think>too short</think>"])
+    [1.0, 0.125]
+    """
     return [length_score(think_words(completion_text(c)), DEFAULT_MIN_WORDS, DEFAULT_MAX_WORDS)
             for c in completions]

@@ -128,3 +128,62 @@ def test_pipeline_dry_run_builds_accelerate_stage_commands():
     assert len(stage_lines) == 3, result.stdout
     for line in stage_lines:
         assert "accelerate launch --config_file launch/accelerate/zero3_offload.yaml" in line
+
+
+def test_stage_scripts_are_also_python():
+    """`accelerate launch launch/stage1.sh` runs the file with python: it must be a Python program too."""
+    import ast
+
+    for script in SCRIPTS:
+        ast.parse((LAUNCH / script).read_text(), filename=script)
+
+
+def test_stage_script_reads_stages_from_hs_rl_stages():
+    words = _dry_run("stage3.sh", "--max_steps", "1", HS_RL_STAGES="stages/tiny")
+    assert words[14:] == ["-m", "hs_rl.train", "stages/tiny/stage3_video_audio.yaml", "--max_steps", "1"]
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(400)
+def test_accelerate_launch_stage_script_as_written(tiny_model, sample_data, tmp_path):
+    """The documented usage line, typed as a user would: `HS_RL_STAGES=stages/tiny accelerate launch --cpu
+    --num_processes 2 launch/stage1.sh --output_dir X --max_steps 2` from a folder laid out like the checkout."""
+    import shutil
+
+    from hs_rl.data.convert import convert_file
+    from hs_rl.data.records import write_records
+
+    work = tmp_path / "checkout"
+    (work / "experiments" / "tiny" / "data").mkdir(parents=True)
+    for name in ("launch", "stages"):
+        (work / name).symlink_to(ROOT / name)
+    (work / "experiments" / "tiny" / "model").symlink_to(tiny_model["full"])
+    records = convert_file(sample_data["train_json"], media_root=sample_data["media_root"])
+    write_records([r for r in records if r.modality == "video"],
+                  work / "experiments" / "tiny" / "data" / "stage1_video.jsonl")
+    accelerate = shutil.which("accelerate", path=os.pathsep.join([str(Path(sys.executable).parent),
+                                                                   os.environ.get("PATH", "")]))
+    assert accelerate, "the accelerate command is not installed"
+    env = {**os.environ, "HS_RL_STAGES": "stages/tiny", "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": "",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    command = [accelerate, "launch", "--cpu", "--num_processes", "2", "launch/stage1.sh",
+               "--output_dir", "X", "--max_steps", "2"]
+    result = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=360)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
+    final = work / "X" / "final"
+    assert (final / "hs_rl_export.json").is_file() and (final / "spk_dict.pt").is_file()
+    state = json.loads((work / "X" / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    # accelerate 1.15 starts several CPU processes only through mpirun (or a config such as
+    # launch/accelerate/zero2.yaml, which tests/test_deepspeed_cpu.py launches this script with): here it ran one
+    assert json.loads((work / "X" / "checkpoint-2" / "hs_rl_complete.json").read_text())["processes"] >= 1
+
+
+def test_stage_script_started_inside_a_launch_runs_its_python_part():
+    """`accelerate launch --no_python launch/stage1.sh` (or torchrun --no-python) execs the file in each process:
+    bash must run the Python part there, not start a second launch."""
+    result = subprocess.run(["bash", str(LAUNCH / "stage1.sh"), "--help"], capture_output=True, text=True,
+                            timeout=120, cwd="/", env={**os.environ, "HS_RL_DRY_RUN": "1", "LOCAL_RANK": "0",
+                                                       "PYTHONPATH": str(ROOT)})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "+ accelerate" not in result.stdout and "usage: hs-rl train" in result.stdout

@@ -31,7 +31,7 @@ def test_dry_run_chains_models(capsys):
 
     assert run_pipeline(PipelineArguments(pipeline=str(REPO / "stages" / "pipeline.yaml"), output_dir="/x",
                                           dry_run=True, override=["stage1_video.max_steps=3"])) == 0
-    lines = [l for l in capsys.readouterr().out.splitlines() if l.startswith("[")]
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("[")]
     assert "--max_steps 3" in lines[0] and "--max_steps" not in lines[1]
     assert "--model_name_or_path /x/stage1_video/final" in lines[1]
     assert "--model_name_or_path /x/stage2_audio/final" in lines[2]

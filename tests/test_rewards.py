@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import pytest
 
-from hs_rl.rewards import get_reward, get_rewards
-from rewards import REGISTRY
-from rewards.format import format_reward
-from rewards.think_length import make_think_length_reward
+from hs_rl.rewards import REGISTRY, get_reward, get_rewards
+from hs_rl.rewards.format import format_reward
+from hs_rl.rewards.think_length import make_think_length_reward
 
 OPTS = ["A. happy", "B. sad", "C. angry", "D. calm"]
 
@@ -112,3 +111,33 @@ def test_callable_without_name_gets_one(tmp_path):
         "scorer = R()\n")
     fn = get_reward(str(tmp_path / "obj.py") + ":scorer")
     assert fn.__name__ == "scorer" and fn(["x"]) == [0.0]
+
+
+def test_reward_settings_build_the_reward(tmp_path):
+    fmt, length = get_rewards(["format", "think_length"], settings={"think_length": {"min_words": 1, "max_words": 2}})
+    assert fmt is REGISTRY["format"] and length.__name__ == "think_length_1_2"
+    assert length(["<think>a b</think>", "<think>a b c d</think>"]) == [1.0, 0.0]
+    (tmp_path / "extra.py").write_text(
+        "def make_brevity(max_chars):\n"
+        "    def brevity(completions, **kw):\n"
+        "        return [1.0 if len(c) <= max_chars else 0.0 for c in completions]\n"
+        "    return brevity\n")
+    [brevity] = get_rewards([f"{tmp_path}/extra.py:make_brevity"], settings={"make_brevity": {"max_chars": 3}})
+    assert brevity(["abc", "abcd"]) == [1.0, 0.0]
+    with pytest.raises(ValueError, match="takes no settings"):
+        get_rewards(["format"], settings={"format": {"x": 1}})
+    with pytest.raises(ValueError, match="think_lenght"):
+        get_rewards(["think_length"], settings={"think_lenght": {"max_words": 8}})
+    with pytest.raises(TypeError, match="max_word"):
+        get_rewards(["think_length"], settings={"think_length": {"max_word": 8}})
+
+
+def test_builtin_reward_examples_hold():
+    """Each built-in reward's docstring example is run as written (doctest)."""
+    import doctest
+
+    from hs_rl.rewards import accuracy, format, format_partial, think_length
+
+    for module in (accuracy, format, format_partial, think_length):
+        result = doctest.testmod(module)
+        assert result.attempted > 0 and result.failed == 0, module.__name__

@@ -20,9 +20,9 @@ Decisions (documented here because both training and evaluation inherit them):
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Any, Sequence
 
-QUESTION_TYPES = ("single_choice", "multi_choice", "number", "yes_no")
+from hs_rl.data.records import QUESTION_TYPES
 
 # The exact question_pattern strings of the HumanSense files, shared with the converter.
 PATTERN_TO_TYPE: dict[str, str] = {
@@ -187,20 +187,54 @@ def parse_yes_no(answer: str | None) -> str | None:
     return word if word in ("yes", "no") else None
 
 
-def normalize_key(answer: str | int | Sequence[str] | None, question_type: str) -> str:
-    """The canonical form of an answer key: "AC" for letters, "3" for numbers, "yes"/"no"."""
+def _key_letters(text: str, question_type: str, options: Sequence[str] | None) -> list[str]:
+    """The letters a key names: letters ("A,C", "(b)", "B. sad"), else exactly one option's text ("sad")."""
+    letters = parse_letters(text.upper(), option_letters(options), options)
+    if not letters and options:
+        named = [letter for letter, t in option_map(options).items() if _norm_text(t) == _norm_text(text)]
+        letters = named if len(named) == 1 else []
+    return letters if question_type == "multi_choice" or len(letters) == 1 else []
+
+
+def _yes_no_key(answer: Any, options: Sequence[str] | None) -> str | None:
+    """ "yes"/"no" from the word, a bool, or the letter of an option that says yes or no ("A" with "A. Yes")."""
+    if isinstance(answer, bool):
+        return "yes" if answer else "no"
+    word = parse_yes_no(str(answer))
+    if word is None and options:
+        letters = parse_letters(str(answer).strip().upper(), option_letters(options))
+        word = parse_yes_no(option_map(options).get(letters[0], "")) if len(letters) == 1 else None
+    return word
+
+
+def normalize_key(answer: str | int | Sequence[str] | None, question_type: str,
+                  options: Sequence[str] | None = None, *, strict: bool = False) -> str:
+    """The canonical form of an answer key: "B" / "AC" for letters, "3" for numbers, "yes"/"no".
+
+    Scoring reads keys leniently: an unreadable key is "" (every prediction then scores 0). ``strict=True``
+    (the converter, on a dataset's keys) raises a ValueError naming the key instead, and asks a single-choice
+    key for exactly one letter. ``options`` lets a key name an option by its text or, for yes/no, its letter.
+    """
     if question_type not in QUESTION_TYPES:
         raise ValueError(f"unknown question_type {question_type!r}; known: {list(QUESTION_TYPES)}")
     if answer is None:
-        return ""
-    if question_type in ("single_choice", "multi_choice"):
-        if isinstance(answer, (list, tuple)):
-            answer = ",".join(str(a) for a in answer)
-        return "".join(parse_letters(str(answer).strip().upper()))
-    if question_type == "number":
-        number = parse_number(str(answer))
-        return "" if number is None else str(number)
-    return parse_yes_no(str(answer)) or ""
+        key = ""
+    elif question_type in ("single_choice", "multi_choice"):
+        text = ",".join(str(a) for a in answer) if isinstance(answer, (list, tuple)) else str(answer)
+        if strict:
+            key = "".join(_key_letters(text.strip(), question_type, options))
+        else:
+            key = "".join(parse_letters(text.strip().upper()))
+    elif question_type == "number":
+        number = None if isinstance(answer, bool) else parse_number(str(answer))
+        key = "" if number is None else str(number)
+    else:
+        key = (_yes_no_key(answer, options) if strict else parse_yes_no(str(answer))) or ""
+    if strict and not key:
+        wanted = {"single_choice": "one option letter", "multi_choice": "option letters",
+                  "number": "one integer", "yes_no": "yes or no"}[question_type]
+        raise ValueError(f"answer {answer!r} is not {wanted}")
+    return key
 
 
 def score_answer(prediction_text: str | None, key: str | int | Sequence[str] | None, question_type: str,

@@ -13,7 +13,6 @@ import hashlib
 import importlib.resources
 import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -22,7 +21,7 @@ import yaml
 
 from hs_rl.data.records import MODALITIES, Record, write_records
 
-from hs_rl.data.answers import PATTERN_TO_TYPE, question_type_from_pattern
+from hs_rl.data.answers import PATTERN_TO_TYPE, normalize_key, question_type_from_pattern
 
 ROUTING_RESOURCE = "routing.yaml"
 _MEDIA_KEYS = ("video_path", "audio_path")
@@ -98,90 +97,6 @@ def load_routing(path: str | Path | None = None, default_modality: str | None = 
     return routing
 
 
-# ---------------------------------------------------------------- answers
-
-_LETTER_RE = re.compile(r"^\(?\s*([A-Za-z])\s*\)?(?:$|[.:)\s])")
-_OPTION_RE = re.compile(r"^\s*\(?([A-Za-z])\s*[.:)]")
-
-
-def _option_texts(options: list[str]) -> dict[str, str]:
-    """Map lower-cased option text (without its letter) -> letter."""
-    texts = {}
-    for option in options:
-        match = _OPTION_RE.match(option)
-        if match:
-            texts[option[match.end():].strip().lower()] = match.group(1).upper()
-    return texts
-
-
-def _single_letter(value: Any, options: list[str]) -> str:
-    text = str(value).strip()
-    match = _LETTER_RE.match(text)
-    if match:
-        return match.group(1).upper()
-    letter = _option_texts(options).get(text.rstrip(".").lower())
-    if letter:
-        return letter
-    raise ValueError(f"answer {value!r} is not an option letter")
-
-
-def _multi_letters(value: Any, options: list[str]) -> str:
-    items = value if isinstance(value, list) else re.split(r"[\s,;/]+", str(value).strip().strip("()[]"))
-    letters: set[str] = set()
-    for item in items:
-        item = str(item).strip()
-        if not item:
-            continue
-        if re.fullmatch(r"[A-Z]{2,}", item):  # "AC"
-            letters.update(item)
-        else:
-            letters.add(_single_letter(item, options))
-    if not letters:
-        raise ValueError(f"answer {value!r} holds no option letters")
-    return "".join(sorted(letters))
-
-
-def _integer(value: Any) -> str:
-    if isinstance(value, bool):
-        raise ValueError(f"answer {value!r} is not an integer")
-    text = str(value).strip()
-    try:
-        number = float(text)
-    except ValueError:
-        raise ValueError(f"answer {value!r} is not an integer") from None
-    if not number.is_integer():
-        raise ValueError(f"answer {value!r} is not an integer")
-    return str(int(number))
-
-
-def _yes_no(value: Any, options: list[str]) -> str:
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    text = str(value).strip().rstrip(".").lower()
-    if text in ("yes", "no"):
-        return text
-    if options and _LETTER_RE.match(text):  # "A" with options ["A. Yes", "B. No"]
-        letter = _single_letter(text, [])
-        for option_text, option_letter in _option_texts(options).items():
-            if option_letter == letter and option_text.rstrip(".") in ("yes", "no"):
-                return option_text.rstrip(".")
-    raise ValueError(f"answer {value!r} is neither yes nor no")
-
-
-def normalize_answer(answer: Any, question_type: str, options: list[str] | None = None) -> str:
-    """The canonical answer string of each question type ("B", "AC", "3", "yes"); ValueError if impossible."""
-    options = options or []
-    if question_type == "single_choice":
-        return _single_letter(answer, options)
-    if question_type == "multi_choice":
-        return _multi_letters(answer, options)
-    if question_type == "number":
-        return _integer(answer)
-    if question_type == "yes_no":
-        return _yes_no(answer, options)
-    raise ValueError(f"unknown question_type {question_type!r}")
-
-
 # ---------------------------------------------------------------- records
 
 def _record_id(task_type: str, media: str, question: str, seen: dict[str, int]) -> str:
@@ -242,7 +157,7 @@ def convert_entry(entry: Any, index: int, routing: Routing, media_root: Path | N
             raise _entry_error(source, q_where, "'options' must be a list")
         options = [str(o).strip() for o in options]
         try:
-            answer = normalize_answer(question["answer"], question_type, options)
+            answer = normalize_key(question["answer"], question_type, options, strict=True)
         except ValueError as err:
             raise _entry_error(source, q_where, f"{err} for a {question_type} question") from None
         task_type = str(question["task_type"])

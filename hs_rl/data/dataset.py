@@ -1,5 +1,7 @@
 """Training prompts as a `datasets.Dataset` whose items are ready for the thinker (decoded and processed).
 
+Each item is one record turned into its `PromptMedia` by `hs_rl.data.prompt_media` (the step eval shares).
+
 Its on-access transform runs in DataLoader workers (`dataloader_num_workers`), so decoding (decord, PyAV) and the
 processor's work happen ahead of the step, off the training process. A prompt is repeated G times by TRL's
 sampler; a small per-worker cache returns the same `PromptMedia` object for the repeats, so a group's media
@@ -17,70 +19,14 @@ from collections import OrderedDict
 from typing import Any
 
 import datasets
+import torch
 
-from hs_rl.grpo.config import DataArguments
-from hs_rl.data.media import MediaError, load_audio, load_video
-from hs_rl.grpo.omni_inputs import PromptMedia
-from hs_rl.data.prompts import build_messages
+from hs_rl.data.media import MediaError
+from hs_rl.data.prompt_media import PromptTooLongError, prepare_prompt
 from hs_rl.data.records import Record
+from hs_rl.grpo.config import DataArguments
 
 logger = logging.getLogger(__name__)
-
-
-class PromptTooLongError(ValueError):
-    """A prompt whose media and text exceed `max_prompt_length`."""
-
-
-def video_sampling_for(processor, data_args: DataArguments):
-    """The sampling rules with frame sides in multiples of the processor's patch x merge (28 for Qwen2.5-Omni, 32
-    for Qwen3-Omni), since frames reach it already resized (`do_resize=False`)."""
-    from dataclasses import replace
-
-    sampling = data_args.video_sampling()
-    video = getattr(processor, "video_processor", None)
-    patch, merge = getattr(video, "patch_size", None), getattr(video, "merge_size", None)
-    return replace(sampling, image_factor=patch * merge) if patch and merge else sampling
-
-
-def processor_inputs(record: Record, processor, data_args: DataArguments,
-                     messages: list[dict] | None = None) -> tuple[dict[str, Any], list[dict]]:
-    """Decode the record's media and build the keyword arguments of ONE processor call for its prompt.
-
-    Audio is passed whole and the feature extractor's truncation is off, so audio longer than 30 s is
-    encoded in full (the audio tower windows it itself) instead of being silently cut to 30 s.
-    """
-    messages = messages or build_messages(record, data_args.system_prompt or None, think=data_args.think,
-                                          prompt_source=data_args.prompt_source)
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
-    if record.modality in ("video", "video_audio"):
-        clip = load_video(record.video, video_sampling_for(processor, data_args))
-        kwargs["videos"] = [clip.frames]
-        kwargs["videos_kwargs"] = {"fps": clip.sample_fps, "do_resize": False, "do_sample_frames": False}
-        if record.modality == "video_audio":
-            kwargs["audio"] = [load_audio(record.video)]  # MediaError names the file if it has no track
-            kwargs["load_audio_from_video"] = True
-            kwargs["audio_from_video_indices"] = [0]
-    elif record.modality == "audio":
-        kwargs["audio"] = [load_audio(record.audio)]
-    if "audio" in kwargs:
-        samples = len(kwargs["audio"][0])
-        kwargs["audio_kwargs"] = {"truncation": False, "max_length": max(samples, 16000 * 30)}
-    return kwargs, messages
-
-
-def prepare_prompt(record: Record, processor, data_args: DataArguments,
-                   messages: list[dict] | None = None) -> tuple[PromptMedia, list[dict]]:
-    """One record → its `PromptMedia` (token ids with media placeholders expanded, media tensors);
-    `messages` overrides the conversation built from the record (evaluation passes the benchmark's)."""
-    kwargs, messages = processor_inputs(record, processor, data_args, messages)
-    output = processor(**kwargs)
-    media = PromptMedia.from_processor_output(output, use_audio_in_video=record.modality == "video_audio")
-    limit = data_args.max_prompt_length
-    if limit is not None and media.input_ids.numel() > limit:
-        raise PromptTooLongError(f"record {record.id}: prompt is {media.input_ids.numel()} tokens with its media, "
-                                 f"over max_prompt_length={limit} (media tokens are never cut)")
-    return media, messages
 
 
 class PromptBuilder:
@@ -95,8 +41,17 @@ class PromptBuilder:
         self._cache: OrderedDict[int, dict[str, Any]] = OrderedDict()
 
     def __call__(self, batch: dict[str, list]) -> dict[str, list]:
-        rows = [self.row(index) for index in batch["index"]]
+        repeats = batch.get("repeat") or [False] * len(batch["index"])
+        rows = [self.refetch_row(index) if repeat else self.row(index)
+                for index, repeat in zip(batch["index"], repeats)]
         return {key: [row[key] for row in rows] for key in rows[0]}
+
+    def refetch_row(self, index: int) -> dict[str, Any]:
+        """A re-fetch of a buffered generation batch (see `FirstUseSampler`): the record's columns, no media."""
+        record = self.records[index]
+        return {"prompt": [], "id": record.id, "task_type": record.task_type, "modality": record.modality,
+                "question_type": record.question_type, "answer": record.answer, "options": list(record.options),
+                "media": None, "media_problem": "", "repeat": True}
 
     def row(self, index: int) -> dict[str, Any]:
         """Row `index`, from the small cache when TRL's sampler asks for a prompt's repeats."""
@@ -139,13 +94,53 @@ class PromptBuilder:
             "options": list(record.options),
             "media": media,
             "media_problem": problem,
+            "repeat": False,
         }
 
 
 def build_train_dataset(records: list[Record], processor, data_args: DataArguments) -> datasets.Dataset:
-    """A `datasets.Dataset` (what TRL requires) of record indices whose rows are built on access."""
+    """A `datasets.Dataset` (what TRL requires) of record indices whose rows are built on access.
+
+    Rows `n … 2n-1` are the same records again, marked `repeat`: `FirstUseSampler` asks for them when TRL
+    re-fetches a generation batch it has already generated from, and they carry no media.
+    """
 
     if not records:
         raise ValueError("the training set is empty")
-    table = datasets.Dataset.from_dict({"index": list(range(len(records))), "id": [r.id for r in records]})
+    count = len(records)
+    table = datasets.Dataset.from_dict({"index": list(range(count)) * 2, "id": [r.id for r in records] * 2,
+                                       "repeat": [False] * count + [True] * count})
     return table.with_transform(PromptBuilder(records, processor, data_args))
+
+
+def prompt_count(dataset) -> int | None:
+    """The number of records of a `build_train_dataset` dataset (half its rows), None for any other dataset."""
+    names = getattr(dataset, "column_names", None) or []
+    return len(dataset) // 2 if "repeat" in names else None
+
+
+class FirstUseSampler(torch.utils.data.Sampler):
+    """TRL's RepeatSampler, with each generation batch's re-fetches pointed at the media-free `repeat` rows.
+
+    TRL fetches the whole generation batch at every micro-step of a generation cycle (`steps_per_generation ×
+    num_iterations` times) but generates from the first fetch only and reuses its buffer after. With
+    DataLoader workers each fetch goes to the next worker, whose own cache has not seen the batch: every
+    clip was decoded and processed once per worker (4× with the recipe's settings). Here the first fetch of a
+    batch yields index `i` and the others `i + n`, served without media, so a clip is decoded once per use.
+    """
+
+    def __init__(self, sampler, offset: int):
+        self.sampler, self.offset = sampler, offset
+        self.period = sampler.batch_size * sampler.mini_repeat_count  # items of one pass over a chunk
+
+    def __iter__(self):
+        for position, index in enumerate(self.sampler):
+            first = (position // self.period) % self.sampler.repeat_count == 0
+            yield index if first else index + self.offset
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):  # a shuffling sampler (hs_rl.grpo.checkpoints.epoch_seeded)
+            self.sampler.set_epoch(epoch)

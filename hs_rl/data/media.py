@@ -19,8 +19,9 @@ its first 30 s (3,000 mel frames, 750 audio tokens; a 35 s clip loses its last 5
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -46,6 +47,35 @@ class VideoSampling:
     total_pixels: int = 24576 * 28 * 28
     frame_factor: int = 2
     image_factor: int = 28
+
+
+_DEFAULT_SAMPLING = VideoSampling()
+
+
+@dataclass
+class VideoArguments:
+    """The `video_*` options of `hs-rl train` (a stage's DataArguments) and `hs-rl eval`, declared once.
+
+    Eval redeclares three defaults (the benchmark's fps rule, 24 frames of 360x420); the options are the same.
+    """
+
+    video_fps: float = field(default=_DEFAULT_SAMPLING.fps, metadata={"help": "Frames sampled per second of video."})
+    video_min_frames: int = field(default=_DEFAULT_SAMPLING.min_frames, metadata={"help": "Fewest frames per clip."})
+    video_max_frames: int = field(default=_DEFAULT_SAMPLING.max_frames, metadata={"help": "Most frames per clip."})
+    video_min_pixels: int = field(default=_DEFAULT_SAMPLING.min_pixels, metadata={"help": "Least pixels per frame."})
+    video_max_pixels: int = field(default=_DEFAULT_SAMPLING.max_pixels, metadata={"help": "Most pixels per frame."})
+    video_total_pixels: int = field(default=_DEFAULT_SAMPLING.total_pixels,
+                                    metadata={"help": "Pixel budget of a clip."})
+
+    def video_options(self) -> dict[str, Any]:
+        """These options by name (to copy them from one options dataclass into another)."""
+        return {f.name: getattr(self, f.name) for f in fields(VideoArguments)}
+
+    def video_sampling(self) -> VideoSampling:
+        """The sampling rules these options describe."""
+        return VideoSampling(fps=self.video_fps, min_frames=self.video_min_frames, max_frames=self.video_max_frames,
+                             min_pixels=self.video_min_pixels, max_pixels=self.video_max_pixels,
+                             total_pixels=self.video_total_pixels)
 
 
 @dataclass
@@ -146,10 +176,12 @@ def _require_file(path: str | Path) -> Path:
     return path
 
 
-def _open_decord(path: Path):
-    """Open a decord reader, turning decord's errors into MediaError."""
+def open_video(path: str | Path):
+    """A decord reader of `path` (hs-rl's one way to open a video), with missing files and decord's errors as
+    MediaError; `len(reader)` is the source frame count, read from the container index without decoding."""
     import decord
 
+    path = _require_file(path)
     try:
         reader = decord.VideoReader(str(path), num_threads=1)
     except Exception as err:  # decord raises DECORDError/RuntimeError with C++ text
@@ -179,7 +211,7 @@ def load_video(path: str | Path, sampling: VideoSampling | None = None) -> Video
     """Sample and resize frames the way qwen-omni-utils does, so training sees what evaluation sees."""
     sampling = sampling or VideoSampling()
     path = _require_file(path)
-    reader = _open_decord(path)
+    reader = open_video(path)
     total = len(reader)
     video_fps = float(reader.get_avg_fps())
     if not video_fps > 0:
@@ -244,7 +276,7 @@ def probe_video(path: str | Path) -> VideoInfo:
         raise MediaError(f"{path}: video has zero decodable frames")
     if promised and decoded < promised:
         raise MediaError(f"{path}: truncated video, decoded {decoded} of {promised} frames")
-    reader = _open_decord(path)
+    reader = open_video(path)
     if decoded < len(reader):
         raise MediaError(f"{path}: truncated video, decoded {decoded} of {len(reader)} frames")
     fps = fps or float(reader.get_avg_fps())

@@ -13,7 +13,7 @@ from typing import Any
 
 from hs_rl.data.answers import PATTERN_TO_TYPE
 from hs_rl.data.benchmark_prompts import NotAsked, load_prompt_source
-from hs_rl.data.records import Record
+from hs_rl.data.records import Record, has_video
 
 TYPE_TO_PATTERN: dict[str, str] = {qtype: pattern for pattern, qtype in PATTERN_TO_TYPE.items()}
 
@@ -69,7 +69,7 @@ def question_text(record: Record, think: bool = True) -> str:
 
 def media_parts(record: Record) -> list[dict[str, Any]]:
     """Content parts for the record's media: a video part (video, video_audio) or an audio part (audio)."""
-    if record.modality in ("video", "video_audio"):
+    if has_video(record.modality):
         if not record.video:
             raise ValueError(f"record {record.id}: modality {record.modality} needs a video path")
         return [{"type": "video", "video": record.video}]

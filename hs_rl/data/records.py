@@ -7,10 +7,20 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal, get_args
 
-MODALITIES = ("video", "audio", "video_audio")
-QUESTION_TYPES = ("single_choice", "multi_choice", "number", "yes_no")
+from hs_rl.atomic_files import atomic_write
+
+# The fixed vocabularies of a record, here only: everything else imports these names.
+Modality = Literal["video", "audio", "video_audio"]
+QuestionType = Literal["single_choice", "multi_choice", "number", "yes_no"]
+MODALITIES: tuple[str, ...] = get_args(Modality)
+QUESTION_TYPES: tuple[str, ...] = get_args(QuestionType)
+
+
+def has_video(modality: str) -> bool:
+    """Whether a record of this modality shows frames (`video`, and `video_audio` with its own track)."""
+    return modality in ("video", "video_audio")
 
 
 @dataclass
@@ -23,9 +33,9 @@ class Record:
 
     id: str
     task_type: str
-    modality: str
+    modality: Modality
     question: str
-    question_type: str
+    question_type: QuestionType
     answer: str
     options: list[str] = field(default_factory=list)
     video: str | None = None
@@ -78,8 +88,4 @@ def write_records(records: list[Record], path: str | Path) -> None:
     """Write records as JSONL, atomically (a crash never leaves half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for record in records:
-            handle.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    atomic_write(path, (json.dumps(record.to_dict(), ensure_ascii=False) + "\n" for record in records))

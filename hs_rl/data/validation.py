@@ -16,10 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from hs_rl.atomic_files import atomic_write
 from hs_rl.data import media
 from hs_rl.data.convert import ConvertError, convert_entry, default_routing, read_humansense
 from hs_rl.data.answers import option_letters
-from hs_rl.data.records import MODALITIES, QUESTION_TYPES, Record
+from hs_rl.data.records import MODALITIES, QUESTION_TYPES, Record, has_video
 
 SCHEMA_VERSION = 1
 
@@ -136,7 +137,7 @@ def _check_fields(record: Record) -> list[str]:
         reasons.append(f"unknown question_type {record.question_type!r} (expected one of {', '.join(QUESTION_TYPES)})")
     if record.modality not in MODALITIES:
         reasons.append(f"unknown modality {record.modality!r} (expected one of {', '.join(MODALITIES)})")
-    elif record.modality in ("video", "video_audio") and not record.video:
+    elif has_video(record.modality) and not record.video:
         reasons.append(f"modality {record.modality} needs a video path")
     elif record.modality == "audio" and not record.audio:
         reasons.append("modality audio needs an audio path")
@@ -187,7 +188,7 @@ class _MediaChecker:
     def check(self, record: Record, base: Path) -> list[str]:
         """Existence, decodability, and an audio track for video_audio records."""
         reasons = []
-        if record.modality in ("video", "video_audio") and record.video:
+        if has_video(record.modality) and record.video:
             path = _resolve_media(record.video, base)
             if not path.is_file():
                 reasons.append(f"video file not found: {record.video}")
@@ -257,9 +258,7 @@ def _remember_clean(key: str, report: ValidationReport) -> None:
     target = _cache_file(key)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(json.dumps({"path": report.path, "records": len(report.records), "clean": True}))
-        tmp.replace(target)
+        atomic_write(target, json.dumps({"path": report.path, "records": len(report.records), "clean": True}))
     except OSError:
         pass
 

@@ -29,31 +29,33 @@ import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Literal
 
 import torch
 
+from hs_rl.atomic_files import atomic_write
+from hs_rl.choices import check_choices
 from hs_rl.data.answers import extract_answer
 from hs_rl.data.benchmark_prompts import BenchmarkPrompts, NotAsked, load_prompt_source
 from hs_rl.grpo.config import DataArguments
 from hs_rl.data.convert import ConvertError, convert_humansense, load_routing, read_humansense
-from hs_rl.data.dataset import prepare_prompt
-from hs_rl.data.media import MediaError, VideoSampling
+from hs_rl.data.prompt_media import prepare_prompt
+from hs_rl.data.media import MediaError, VideoArguments, open_video
 from hs_rl.grpo.generation import generate_rows
 from hs_rl.grpo.omni_inputs import PromptMedia
 from hs_rl.data.prompts import DEFAULT_SYSTEM_PROMPT, chat_messages, ours_version, question_text
-from hs_rl.data.records import Record, iter_jsonl
+from hs_rl.data.records import Record, has_video, iter_jsonl
 
 logger = logging.getLogger(__name__)
 
 EVAL_MAX_FRAMES = 24
 EVAL_MAX_PIXELS = 360 * 420
-_SAMPLING = VideoSampling()
 
 
-@dataclass
-class EvalArguments:
-    """Options of `hs-rl eval --model DIR --data FILE.json [FILE.json ...] --out RESULTS.jsonl`."""
+@dataclass(kw_only=True)
+class EvalArguments(VideoArguments):
+    """Options of `hs-rl eval --model DIR --data FILE.json [FILE.json ...] --out RESULTS.jsonl` (the `video_*`
+    options are training's, VideoArguments, with the benchmark's defaults)."""
 
     data: list[str] = field(metadata={"help": "HumanSense benchmark JSON file(s), e.g. HumanSense_VQA.json."})
     model: str | None = field(default=None, metadata={
@@ -88,19 +90,20 @@ class EvalArguments:
     do_sample: bool = field(default=False, metadata={"help": "Sample instead of greedy decoding."})
     temperature: float | None = field(default=None, metadata={"help": "Sampling temperature (with --do_sample)."})
     seed: int = field(default=0, metadata={"help": "Random seed (matters only with --do_sample)."})
-    dtype: str = field(default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU) | bfloat16 | float32."})
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(
+        default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU) | bfloat16 | float16 | float32."})
     attn_implementation: str = field(default="sdpa", metadata={"help": "Attention kernel: sdpa | eager | ..."})
     device: str | None = field(default=None, metadata={"help": "cuda | cpu (default: cuda when available)."})
     video_fps: float | None = field(default=None, metadata={
         "help": "Fixed sampling fps; default the benchmark rule (1, 0.5 above 300 frames, 0.2 from 600)."})
-    video_min_frames: int = field(default=_SAMPLING.min_frames, metadata={"help": "Fewest frames per clip."})
     video_max_frames: int = field(default=EVAL_MAX_FRAMES, metadata={"help": "Most frames per clip."})
-    video_min_pixels: int = field(default=_SAMPLING.min_pixels, metadata={"help": "Least pixels per frame."})
     video_max_pixels: int = field(default=EVAL_MAX_PIXELS, metadata={"help": "Most pixels per frame."})
-    video_total_pixels: int = field(default=_SAMPLING.total_pixels, metadata={"help": "Pixel budget of a clip."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions (smoke tests)."})
     label: str | None = field(default=None, metadata={"help": "Model name stored in results (default: folder)."})
     num_workers: int = field(default=2, metadata={"help": "Threads decoding media ahead of generation."})
+
+    def __post_init__(self):
+        check_choices(self)
 
 
 @dataclass
@@ -208,7 +211,7 @@ def prompt_line(question: Question) -> dict[str, Any]:
     """One --dump_prompts line: the exact text and media of a question."""
     record = question.record
     return {"file": Path(question.source).name, "index": question.index, "system": question.system,
-            "user": question.user, "video": record.video if record.modality != "audio" else None,
+            "user": question.user, "video": record.video if has_video(record.modality) else None,
             "audio": record.audio if record.modality == "audio" else None,
             "use_audio_in_video": record.modality == "video_audio"}
 
@@ -217,11 +220,7 @@ def dump_prompts(args: EvalArguments) -> Path:
     """Write every asked question's prompt as JSON lines (atomically); no model is loaded."""
     path = Path(args.dump_prompts)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        for question in load_questions(args):
-            handle.write(json.dumps(prompt_line(question), ensure_ascii=False) + "\n")
-    tmp.replace(path)
+    atomic_write(path, (json.dumps(prompt_line(q), ensure_ascii=False) + "\n" for q in load_questions(args)))
     return path
 
 
@@ -236,24 +235,13 @@ def benchmark_fps(num_frames: int) -> float:
 
 def count_frames(path: str) -> int:
     """Source frame count from the container index (decord), without decoding the frames."""
-    import decord
-
-    if not Path(path).is_file():
-        raise MediaError(f"{path}: file not found")
-    try:
-        return len(decord.VideoReader(str(path), num_threads=1))
-    except Exception as err:  # decord raises DECORDError/RuntimeError with C++ text
-        first = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise MediaError(f"{path}: cannot decode video ({first})") from err
+    return len(open_video(path))
 
 
 def data_arguments(args: EvalArguments) -> DataArguments:
     """The prompt and media options shared by every question (fps is set per clip)."""
-    return DataArguments(system_prompt=args.system_prompt or None, think=args.think,
-                         video_fps=args.video_fps or 1.0, video_min_frames=args.video_min_frames,
-                         video_max_frames=args.video_max_frames, video_min_pixels=args.video_min_pixels,
-                         video_max_pixels=args.video_max_pixels, video_total_pixels=args.video_total_pixels,
-                         validate_data=False)
+    return DataArguments(system_prompt=args.system_prompt or None, think=args.think, validate_data=False,
+                         **{**args.video_options(), "video_fps": args.video_fps or 1.0})
 
 
 class LockedProcessor:
@@ -357,13 +345,6 @@ def pick_device(requested: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def pick_dtype(requested: str, device: torch.device) -> torch.dtype:
-    """auto: bf16 on GPU, fp32 on CPU (bf16 on CPU is slow and not what anyone benchmarks)."""
-    if requested in (None, "", "auto"):
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    return getattr(torch, requested)
-
-
 def generation_config(thinker, processor, args: EvalArguments):
     """Greedy (or sampled) decoding that stops at <|im_end|> or the model's eos."""
     from transformers import GenerationConfig
@@ -381,7 +362,6 @@ def generation_config(thinker, processor, args: EvalArguments):
                             **sampling)
 
 
-@torch.no_grad()
 @torch.no_grad()
 def generate_batch(thinker, rows: list[PromptMedia], gen_config) -> list[torch.Tensor]:
     """New tokens (up to, not including, the first stop token) for each prompt of a mixed-modality batch."""
@@ -446,7 +426,7 @@ def evaluate(args: EvalArguments) -> Path:
     """Answer every missing question of args.data and append the lines to args.out; returns that path."""
     from tqdm.auto import tqdm
 
-    from hs_rl.grpo.model import load_processor, load_thinker
+    from hs_rl.grpo.model import load_processor, load_thinker, resolve_dtype
 
     if not args.data:
         raise ValueError("hs-rl eval: at least one --data benchmark file is required")
@@ -470,7 +450,7 @@ def evaluate(args: EvalArguments) -> Path:
         return out
 
     device = pick_device(args.device)
-    thinker = load_thinker(args.model, pick_dtype(args.dtype, device), args.attn_implementation).to(device).eval()
+    thinker = load_thinker(args.model, resolve_dtype(args.dtype, device), args.attn_implementation).to(device).eval()
     processor = load_processor(args.model)
     gen_config = generation_config(thinker, processor, args)
     base = data_arguments(args)

@@ -19,7 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from hs_rl.data.answers import QUESTION_TYPES, extract_answer, question_type_from_pattern, score_answer
+from hs_rl.data.answers import extract_answer, question_type_from_pattern, score_answer
+from hs_rl.data.records import QUESTION_TYPES
 from hs_rl.data.records import iter_jsonl
 from hs_rl.eval.tiers import UNASSIGNED, classify, paper_avg_baseline, task_info, tasks, tier_names
 

@@ -10,43 +10,18 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import shutil
 import time
 from pathlib import Path
 from typing import Any
 
+from hs_rl.atomic_files import atomic_write
+
 logger = logging.getLogger(__name__)
 
 MARKER = "hs_rl_complete.json"
 _CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
-
-
-def fsync_write(path: Path, text: str) -> None:
-    """Write `text` to `path` so that it is either absent or whole, even after a power cut (tmp, fsync, rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-    fsync_dir(path.parent)
-
-
-def fsync_dir(folder: Path) -> None:
-    """Make a rename or a new file in `folder` durable (no-op where directories cannot be fsynced)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def checkpoints(output_dir: str | Path) -> list[tuple[int, Path]]:
@@ -103,10 +78,14 @@ def discard_incomplete(output_dir: str | Path) -> list[Path]:
     return removed
 
 
-def rotate(output_dir: str | Path, limit: int | None, keep: str | Path | None = None) -> list[Path]:
-    """Keep the newest `limit` complete checkpoints (and `keep`, the best one); drop older incomplete leftovers.
+def rotate(output_dir: str | Path, limit: int | None, keep: str | Path | None = None,
+           saved: str | Path | None = None) -> list[Path]:
+    """Keep the newest `limit` complete checkpoints, `keep` (the best one) and `saved` (the one just marked);
+    drop older incomplete leftovers.
 
-    Runs after the marker is written, so the checkpoint just saved is always among the kept ones.
+    Runs after the marker is written. `saved` is never deleted, even when higher-numbered checkpoints of
+    another run share the folder (a fresh run into such a folder is refused, see `refuse_foreign_checkpoints`,
+    unless the user chose to overwrite them).
     """
     found = checkpoints(output_dir)
     complete = [p for _, p in found if is_complete(p)]
@@ -114,16 +93,39 @@ def rotate(output_dir: str | Path, limit: int | None, keep: str | Path | None = 
         return []
     newest_step = int(_CHECKPOINT.match(complete[-1].name).group(1))
     doomed = [p for s, p in found if not is_complete(p) and s < newest_step]
+    saved_path = Path(saved).resolve() if saved else None
+    # the checkpoint just saved counts as the newest, whatever its number
+    ordered = [p for p in complete if p.resolve() != saved_path] + [p for p in complete if p.resolve() == saved_path]
     if limit is not None and limit > 0:
-        doomed += complete[: max(0, len(complete) - limit)]
-    keep_path = Path(keep).resolve() if keep else None
+        doomed += ordered[: max(0, len(ordered) - limit)]
+    kept = {complete[-1].resolve()} | {Path(p).resolve() for p in (keep, saved) if p}
     removed = []
     for path in doomed:
-        if path == complete[-1] or (keep_path is not None and path.resolve() == keep_path):
+        if path.resolve() in kept:
             continue
         shutil.rmtree(path, ignore_errors=True)
         removed.append(path)
     return removed
+
+
+def refuse_foreign_checkpoints(output_dir: str | Path, resume: str | None, overwrite: bool) -> list[Path]:
+    """A fresh run (nothing to resume) into a folder holding complete checkpoints of an earlier run is refused.
+
+    Its first save would sit below them: rotation would weigh it against them and `auto` would later resume
+    the stale newest one. With `overwrite` they are the checkpoints to delete (returned; the caller deletes
+    them on the main process).
+    """
+    if resume is not None:
+        return []
+    complete = [p for _, p in checkpoints(output_dir) if is_complete(p)]
+    if not complete or overwrite:
+        return complete
+    names = ", ".join(p.name for p in complete)
+    raise FileExistsError(
+        f"{output_dir} holds complete checkpoint(s) of an earlier run ({names}) and this run starts fresh "
+        f"(resume_from_checkpoint: none). Choose one: continue that run with --resume_from_checkpoint auto (or "
+        f"a checkpoint's path); start afresh in another --output_dir; or delete them with --overwrite_output_dir "
+        f"true.")
 
 
 def check_generation_cycle(config) -> None:
@@ -169,11 +171,11 @@ def mark_complete(trainer, trial) -> None:
     folder = run_dir / f"checkpoint-{trainer.state.global_step}"
     trainer.accelerator.wait_for_everyone()  # every rank's shards and RNG files are on disk
     if trainer.args.should_save:
-        fsync_write(folder / MARKER, json.dumps({
+        atomic_write(folder / MARKER, json.dumps({
             "global_step": trainer.state.global_step, "epoch": trainer.state.epoch,
             "processes": trainer.accelerator.num_processes, "time": time.time(),
         }) + "\n")
-        rotate(run_dir, trainer.checkpoint_limit, trainer.state.best_model_checkpoint)
+        rotate(run_dir, trainer.checkpoint_limit, trainer.state.best_model_checkpoint, saved=folder)
     trainer.accelerator.wait_for_everyone()
 
 
@@ -182,25 +184,6 @@ def loads_plain_weights(trainer, model, folder: Path) -> bool:
     target = model if model is not None else trainer.model
     plain = not (trainer.is_deepspeed_enabled or trainer.is_fsdp_enabled or hasattr(target, "peft_config"))
     return plain and any(Path(folder).glob("*.safetensors"))
-
-
-def epoch_seeded(sampler):
-    """Give TRL's RepeatSampler a `set_epoch` that seeds its shuffle with seed + epoch.
-
-    Its generator is seeded once and advanced by every epoch's permutation, so a run resumed in epoch 2 would
-    draw epoch 1's order again (a fresh generator). Seeding per epoch makes each epoch's order a function of
-    (seed, epoch) alone; accelerate calls `set_epoch` on the sampler at the start of every epoch.
-    """
-    generator = getattr(sampler, "generator", None)
-    seed = getattr(sampler, "seed", None)
-    if generator is None or seed is None or hasattr(sampler, "set_epoch"):
-        return sampler
-
-    def set_epoch(epoch: int) -> None:
-        generator.manual_seed(int(seed) + int(epoch))
-
-    sampler.set_epoch = set_epoch
-    return sampler
 
 
 def load_saved_weights(model, folder: Path) -> None:

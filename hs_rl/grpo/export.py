@@ -18,7 +18,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from hs_rl.grpo.checkpoints import fsync_dir, fsync_write
+from hs_rl.atomic_files import atomic_write, fsync_dir
 from hs_rl.grpo.families import family_of_dir
 
 logger = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 FULL_ARCHITECTURE = "Qwen2_5OmniForConditionalGeneration"  # Qwen2.5-Omni's; each family names its own
 EXPORT_MARKER = "hs_rl_export.json"
 FINAL_DIR = "final"  # a stage's exported model: OUTPUT_DIR/final
+ADAPTER_DIR = "final_adapter"  # a LoRA stage's adapter, with keep_adapter: OUTPUT_DIR/final_adapter
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".safetensors.index.json", ".bin.index.json")
 SHARD_BYTES = 4 << 30  # 4 GiB shards, as HF writes them
 FULL_LOAD_BYTES = 2 << 30  # verify by a real from_pretrained up to this size; by header + tensors above
@@ -116,7 +117,8 @@ def verify_full(folder: Path, thinker_dir: Path, expected: dict[str, torch.Tenso
         trained = family.thinker_class.from_pretrained(thinker_dir, dtype="auto").state_dict()
         loaded = model.thinker.state_dict()
         if set(loaded) != set(trained):
-            raise RuntimeError(f"export check: thinker parameter names differ: {sorted(set(loaded) ^ set(trained))[:5]}")
+            differ = sorted(set(loaded) ^ set(trained))[:5]
+            raise RuntimeError(f"export check: thinker parameter names differ: {differ}")
         for key, value in trained.items():
             if not torch.equal(loaded[key].to(value.dtype), value):
                 raise RuntimeError(f"export check: {key} differs from the trained thinker")
@@ -130,6 +132,34 @@ def verify_full(folder: Path, thinker_dir: Path, expected: dict[str, torch.Tenso
     for key, value in expected.items():
         if not torch.equal(written[key], value):
             raise RuntimeError(f"export check: {key} differs from the trained thinker")
+
+
+def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, destination: str | Path, dtype=None) -> Path:
+    """A LoRA stage's thinker with its adapters merged into the input model's weights, saved as a plain thinker.
+
+    The adapter is applied to a fresh load of the stage's input thinker (on this process alone), so this works
+    whatever the launch was (plain, DDP, ZeRO-2, ZeRO-3): the Trainer has already gathered and saved the
+    adapter, and no partitioned parameter is touched.
+    """
+    from peft import PeftModel
+
+    from hs_rl.grpo.model import load_thinker
+
+    base = load_thinker(base_dir, dtype)
+    merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
+    merged.save_pretrained(str(destination))
+    logger.info("merged the LoRA adapter %s into %s", adapter_dir, base_dir)
+    return Path(destination)
+
+
+def keep_adapter(adapter_dir: Path, destination: Path) -> Path:
+    """Keep a LoRA stage's adapter beside final/ (loadable with PeftModel.from_pretrained on the input thinker)."""
+    tmp = destination.with_name(f".{destination.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(adapter_dir, tmp)
+    _replace_dir(tmp, destination)
+    return destination
 
 
 def _replace_dir(tmp: Path, destination: Path) -> None:
@@ -175,7 +205,7 @@ def export_model(thinker_dir: str | Path, base_dir: str | Path, destination: str
 
         load_thinker(tmp)  # loadable, or the stage is not done
         kind = "thinker"
-    fsync_write(tmp / EXPORT_MARKER, json.dumps({"kind": kind, "base": str(base_dir)}) + "\n")
+    atomic_write(tmp / EXPORT_MARKER, json.dumps({"kind": kind, "base": str(base_dir)}) + "\n")
     _replace_dir(tmp, destination)
     logger.info("exported %s model to %s", kind, destination)
     return destination

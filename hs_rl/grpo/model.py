@@ -40,10 +40,19 @@ def check_model_modalities(path: str | Path, modalities: set[str]) -> None:
                      f"(model_type {' or '.join(OMNI_MODEL_TYPES)}), which the dataset's modalities ({needs}) need")
 
 
-def resolve_dtype(dtype: str | torch.dtype | None) -> torch.dtype | str:
-    """'bfloat16' / 'float32' / 'auto' / None → what from_pretrained takes (None means float32 on CPU)."""
-    if dtype in (None, "auto") or isinstance(dtype, torch.dtype):
-        return dtype or torch.float32
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device | None = None) -> torch.dtype | str:
+    """A dtype option ('bfloat16', 'float32', 'auto', None or a torch dtype) → what from_pretrained takes.
+
+    Without a device (training): 'auto' is the checkpoint's own dtype and None float32. With the device the model
+    will run on (eval): 'auto' and None are bf16 on a GPU and float32 on a CPU (bf16 on CPU is slow and not what
+    anyone benchmarks).
+    """
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "", "auto"):
+        if device is not None:
+            return torch.bfloat16 if device.type == "cuda" else torch.float32
+        return "auto" if dtype == "auto" else torch.float32
     return getattr(torch, dtype)
 
 

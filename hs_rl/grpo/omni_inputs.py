@@ -10,6 +10,7 @@ them, so they cannot disagree about what the model saw.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -100,7 +101,8 @@ def encode_media(thinker, rows: list[PromptMedia], *, use_cache: bool,
     audio_rows = [r for r in todo if r.has_audio]
     results: dict[int, dict[str, list]] = {id(r): {} for r in todo}
     dummies: list[torch.Tensor] = []
-    context = torch.no_grad() if use_cache else torch.enable_grad()
+    # frozen towers never need a graph; trainable ones follow the caller (no graph inside a no-grad pass)
+    context = torch.no_grad() if use_cache else contextlib.nullcontext()
     with context:
         if video_rows or run_all_towers:
             pixels, grids, owners = _video_batch(video_rows, thinker)

@@ -14,10 +14,14 @@ Hooks overridden, and why:
 - `_tokenize_prompts`: prompts were tokenized, with media placeholders expanded, in DataLoader workers.
 - `_generate_single_turn`: prefill each distinct prompt once, then decode all rows of all groups together.
 - `_get_per_token_logps_and_entropies`: the forward pass with each row's media, chunked like TRL's; with
-  `shared_prefix` (default) a group's prompt runs once and its KV cache serves the group's completions
-  (hs_rl.grpo.prefix_sharing).
-- `_save_checkpoint`, `_load_from_checkpoint`, `_get_train_sampler`: completion markers, a resume that really
-  loads the weights, per-epoch data order (see hs_rl.grpo.checkpoints for why each is needed).
+  `shared_prefix` (default) a micro-batch of whole groups is packed into one sequence, each prompt once with
+  its completions after it under a per-group attention mask (hs_rl.grpo.prefix_sharing).
+- `_save_checkpoint`, `_load_from_checkpoint`, `_load_best_model`, `_get_train_sampler`, `_run_epoch`: completion
+  markers, a resume (and best-model load) that really loads the weights, per-epoch data order under any
+  sampler wrapping, no extra step on a re-run (see hs_rl.grpo.checkpoints for why each is needed).
+  `_get_train_sampler` also wraps TRL's sampler in `FirstUseSampler` (hs_rl.data.dataset): TRL's re-fetches of
+  a buffered generation batch get media-free rows, so each clip is decoded once per use (`num_examples` counts
+  records, not those twin rows).
 A `ProgressRecorder` callback (hs_rl.grpo.progress_recorder) keeps OUTPUT_DIR/progress.json current for the
 console and `hs-rl status`.
 Everything else (advantages, loss types, KL, clipping, PEFT, logging) is TRL's, unchanged.
@@ -36,12 +40,15 @@ from trl import GRPOTrainer
 from trl.trainer import grpo_trainer as _trl_grpo
 from trl.models import unwrap_model_for_generation
 
-from hs_rl.grpo.checkpoints import epoch_seeded, load_saved_weights, loads_plain_weights, mark_complete
+from hs_rl.data.dataset import FirstUseSampler, prompt_count
+from hs_rl.grpo.checkpoints import load_saved_weights, loads_plain_weights, mark_complete
 from hs_rl.grpo.generation import generate_rows
 from hs_rl.grpo.families import family_of_dir
 from hs_rl.grpo.omni_inputs import PromptMedia, lm_inputs, rope_positions, thinker_of
-from hs_rl.grpo.prefix_sharing import shared_prefix_logps, unsafe_reason
+from hs_rl.grpo.prefix_sharing import completion_masks_are_prefixes, shared_prefix_logps, splits_a_group, unsafe_reason
 from hs_rl.grpo.progress_recorder import ProgressRecorder
+from hs_rl.grpo.sampler import epoch_seeded
+from hs_rl.rewards.common import completion_text
 
 logger = logging.getLogger(__name__)
 
@@ -92,6 +99,8 @@ class OmniGRPOTrainer(GRPOTrainer):
         if self.shared_prefix and (reason := unsafe_reason(self)) is not None:
             logger.warning("shared_prefix is off for this run (plain per-row forward instead): %s", reason)
             self.shared_prefix = False
+        self._split_group_logged = False
+        self._last_packed: bool | None = None
         self.reward_error_counts: dict[str, int] = {}
         # rotation happens after the completion marker (hs_rl.grpo.checkpoints.mark_complete), not in the Trainer
         self.checkpoint_limit, self.args.save_total_limit = self.args.save_total_limit, None
@@ -110,11 +119,49 @@ class OmniGRPOTrainer(GRPOTrainer):
             super()._load_from_checkpoint(resume_from_checkpoint, model)
 
     def _get_train_sampler(self, dataset=None):
-        return epoch_seeded(super()._get_train_sampler(dataset))
+        prompts = prompt_count(self.train_dataset if dataset is None else dataset)
+        if prompts is None:
+            self._epoch_sampler = epoch_seeded(super()._get_train_sampler(dataset))
+        else:  # hs_rl's training dataset: re-fetches of a buffered generation batch carry no media
+            self._epoch_sampler = FirstUseSampler(epoch_seeded(super()._get_train_sampler(range(prompts))), prompts)
+        return self._epoch_sampler
+
+    def num_examples(self, dataloader) -> int:
+        prompts = prompt_count(dataloader.dataset)
+        return super().num_examples(dataloader) if prompts is None else prompts
+
+    def _run_epoch(self, *args, **kwargs):
+        """Seed the sampler with the epoch itself, and train nothing once the run's last step is done.
+
+        After a resume, accelerate wraps the sampler as SkipBatchSampler → BatchSamplerShard → BatchSampler →
+        RepeatSampler and neither its nor the Trainer's `set_epoch` reaches that deep: with several processes
+        a run resumed in epoch ≥ 1 would replay epoch 0's order. A run resumed from its last checkpoint (a
+        re-run that only has the export left) would otherwise train one step more than asked.
+        """
+        epoch = kwargs["epoch"] if "epoch" in kwargs else args[1]
+        if self.state.global_step >= self.state.max_steps:
+            logger.info("step %d of %d: nothing left to train", self.state.global_step, self.state.max_steps)
+            return None
+        sampler = getattr(self, "_epoch_sampler", None)
+        if sampler is not None and hasattr(sampler, "set_epoch"):
+            sampler.set_epoch(epoch)
+        return super()._run_epoch(*args, **kwargs)
+
+    def _load_best_model(self):
+        best = self.state.best_model_checkpoint
+        if best is not None and loads_plain_weights(self, None, best):  # HF's raw load would match no name
+            logger.info("loading the best model, %s (%s = %s)", best, self.args.metric_for_best_model,
+                        self.state.best_metric)
+            load_saved_weights(self.model, Path(best))
+        else:
+            super()._load_best_model()
 
     # ---- batch bookkeeping -------------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         device = self.accelerator.device
+        if any(x.get("repeat") for x in inputs):
+            raise RuntimeError("a generation batch of media-free re-fetch rows: TRL's generation cycle and the "
+                               "FirstUseSampler are out of step (OmniGRPOTrainer bookkeeping bug)")
         self._rows = [x["media"].to(device) for x in inputs]
         mode = "train" if self.model.training else "eval"
         problems = torch.tensor(sum(bool(x.get("media_problem")) for x in inputs), device=device)
@@ -128,7 +175,12 @@ class OmniGRPOTrainer(GRPOTrainer):
 
     def _compute_loss(self, model, inputs):
         self._rows = inputs["media"]
-        return super()._compute_loss(model, inputs)
+        self._last_packed = None
+        loss = super()._compute_loss(model, inputs)
+        if self._last_packed is not None:  # 1.0: this micro-batch's loss forward ran packed (hs_rl.grpo.prefix_sharing)
+            mode = "train" if self.model.training else "eval"
+            self._metrics[mode]["shared_prefix/packed"].append(float(self._last_packed))
+        return loss
 
     def _tokenize_prompts(self, prompts: list):
         return [row.input_ids.tolist() for row in self._rows], None, {}
@@ -166,7 +218,9 @@ class OmniGRPOTrainer(GRPOTrainer):
         for start in range(0, input_ids.size(0), batch_size):
             end = min(start + batch_size, input_ids.size(0))
             ids, mask, chunk = input_ids[start:end], attention_mask[start:end], rows[start:end]
-            if self.shared_prefix and prompt_width >= 2:
+            packed = self.shared_prefix and self._packs(ids, mask, chunk, prompt_width)
+            self._last_packed = packed
+            if packed:
                 logps, entropies = shared_prefix_logps(
                     model, thinker, ids, mask, chunk, logits_to_keep, encoders_frozen=self.encoders_frozen,
                     run_all_towers=self.run_all_towers, compute_entropy=compute_entropy,
@@ -195,6 +249,20 @@ class OmniGRPOTrainer(GRPOTrainer):
         aux_loss = torch.stack(all_aux).mean() if compute_aux_loss else None
         return logps, entropies, aux_loss
 
+    def _packs(self, ids: torch.Tensor, mask: torch.Tensor, rows: list[PromptMedia], prompt_width: int) -> bool:
+        """Whether this micro-batch goes through the packed forward: whole groups only (one log line otherwise)."""
+        group_size = self.num_generations if self.model.training else self.num_generations_eval
+        if splits_a_group(rows, group_size) or not completion_masks_are_prefixes(mask, prompt_width):
+            if not self._split_group_logged:
+                logger.warning(
+                    "shared_prefix: a micro-batch holds part of a group (%d rows, %d prompts, %d generations each); "
+                    "such micro-batches use the plain per-row forward. Put whole groups in a micro-batch: "
+                    "per_device_train_batch_size a multiple of num_generations and steps_per_generation 1.",
+                    len(rows), len({id(r) for r in rows}), group_size)
+                self._split_group_logged = True
+            return False
+        return True
+
     # ---- logs --------------------------------------------------------------------------------------------
     def _log_completions_jsonl(self, inputs: list[dict[str, Any]], mode: str) -> None:
         """Append this generation batch's completions with their rewards and advantages (main process)."""
@@ -211,7 +279,7 @@ class OmniGRPOTrainer(GRPOTrainer):
         with open(self.completions_log, "a", encoding="utf-8") as handle:
             for i, sample_id in enumerate(ids):
                 completion = completions[i] if i < len(completions) else None
-                text = completion[-1]["content"] if isinstance(completion, list) else completion
+                text = None if completion is None else completion_text(completion)
                 handle.write(json.dumps({
                     "step": self.state.global_step, "mode": mode, "id": sample_id, "completion": text,
                     "rewards": {k: v[i] for k, v in rewards.items() if i < len(v)},

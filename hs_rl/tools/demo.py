@@ -58,9 +58,7 @@ def prepare_inputs(root: Path, family: str = "qwen2_5_omni") -> tuple[Path, dict
             chosen = [r for r in records if r.modality == modality]
             if not chosen:
                 raise ValueError(f"the sample training data has no {modality} records for {name}")
-            tmp = datasets[name].with_suffix(".jsonl.tmp")
-            write_records(chosen, tmp)
-            tmp.replace(datasets[name])
+            write_records(chosen, datasets[name])  # atomic: a kill leaves no half dataset
     return model, datasets
 
 

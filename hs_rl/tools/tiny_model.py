@@ -14,10 +14,13 @@ import json
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import torch
 
+from hs_rl.choices import check_choices
 from hs_rl.grpo.families.qwen2_5_omni import Qwen25Omni
+from hs_rl.rewards.common import TAGS
 
 SPECIAL_TOKENS = Qwen25Omni.special_tokens  # Qwen2.5-Omni's token texts (each family has its own)
 CHAT_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -37,6 +40,15 @@ PRESETS = {
                   v_intermediate=512, a_hidden=256, a_layers=4, a_heads=4, a_ffn=1024, vocab=2048,
                   # Qwen3-Omni only: a sparse LM (the 30B-A3B model routes to 8 of 128 experts)
                   experts=8, experts_per_tok=2, moe_intermediate=384),
+    # benchmark proxy of the recipe (benchmarks/grpo_step.py --recipe): the released model's vocabulary size
+    # (152,064 rows in the embedding and the LM head; the tokenizer itself stays small), its MLP/hidden ratio
+    # (18944/3584 ≈ 5.3), GQA (kv heads = heads/4 here, /7 there), the 7B's encoder/LM parameter ratio (vision
+    # 0.68B + audio 0.64B : LM 7.6B ≈ 0.17, embeddings included on both sides), and a transformer body as costly
+    # per token as a 2-core CPU allows: 20 layers of width 256 weigh about 0.6 of the LM head (about 12 in the 7B),
+    # which makes the head, the part packing cannot shrink, a far larger share of the step than on the real model
+    "recipe": dict(hidden=256, layers=20, heads=4, kv_heads=1, intermediate=1344, v_hidden=256, v_depth=9, v_heads=4,
+                   v_intermediate=768, a_hidden=256, a_layers=11, a_heads=4, a_ffn=1024, vocab=2048,
+                   model_vocab=152064),
 }
 
 
@@ -45,16 +57,21 @@ class TinyModelArguments:
     """Arguments of `hs-rl make-tiny-model`."""
 
     output_dir: str = field(metadata={"help": "Folder for the full Omni checkpoint (and `thinker/` inside it)."})
-    preset: str = field(default="tiny", metadata={"help": "tiny (<100k params) or small (tens of millions)."})
-    family: str = field(default="qwen2_5_omni", metadata={"help": "qwen2_5_omni or qwen3_omni (MoE thinker, DeepStack, "
-                                                                  "talker + code2wav)."})
+    preset: Literal["tiny", "small"] = field(
+        default="tiny", metadata={"help": "tiny (<100k params) or small (tens of millions)."})
+    family: Literal["qwen2_5_omni", "qwen3_omni"] = field(
+        default="qwen2_5_omni", metadata={"help": "qwen2_5_omni or qwen3_omni (MoE thinker, DeepStack, "
+                                                  "talker + code2wav)."})
     seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
+
+    def __post_init__(self):
+        check_choices(self)
 
 
 def _corpus() -> list[str]:
     """Text the tokenizer is trained on: the words our prompts and answers use, so sequences stay short."""
     words = [
-        "<think>", "</think>", "<answer>", "</answer>", "yes", "no", "Yes", "No", "A", "B", "C", "D", "E",
+        *TAGS, "yes", "no", "Yes", "No", "A", "B", "C", "D", "E",
         "happy", "sad", "angry", "person", "people", "video", "audio", "question", "answer", "option", "options",
     ]
     lines = [" ".join(words), "0 1 2 3 4 5 6 7 8 9 10", "A. B. C. D. E. AC BD ABC"]

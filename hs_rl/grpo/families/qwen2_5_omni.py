@@ -60,7 +60,8 @@ class Qwen25Omni(Family):
         half = head_dim // 2
         mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]  # temporal, height, width (7B: 16/24/24)
         text = Qwen2_5OmniTextConfig(
-            vocab_size=len(tokenizer), hidden_size=p["hidden"], intermediate_size=p["intermediate"],
+            vocab_size=max(len(tokenizer), p.get("model_vocab", 0)), hidden_size=p["hidden"],
+            intermediate_size=p["intermediate"],
             num_hidden_layers=p["layers"], num_attention_heads=p["heads"], num_key_value_heads=p["kv_heads"],
             max_position_embeddings=32768, tie_word_embeddings=False,
             rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},

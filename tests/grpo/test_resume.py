@@ -20,7 +20,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 STAGE = REPO / "stages" / "tiny" / "stage1_video.yaml"
 # timings, and HF's end-of-run `train_loss`, which averages only the steps run by the last process
 VOLATILE = ("runtime", "per_second", "step_time", "total_flos", "train_loss")
@@ -78,10 +78,9 @@ def resume_from_copy(reference: Path, step: int, command: list[str], out: Path) 
     run(command)
 
 
-def test_sigkill_after_second_checkpoint_resumes_exactly(omni_model, video_data, tmp_path):
+def test_sigkill_after_second_checkpoint_resumes_exactly(tiny_model, video_data, tmp_path):
     from hs_rl.grpo.checkpoints import MARKER
 
-    tiny_model = omni_model  # each family
     args = ("--max_steps", "6", "--save_steps", "2")
     reference = tmp_path / "reference"
     run(train_command(tiny_model["full"], video_data["all"], reference, *args))
@@ -196,3 +195,71 @@ def test_full_disk_during_save_then_resume(tiny_model, video_data, tmp_path, mon
     monkeypatch.undo()
     run(command)
     assert_same_run(reference, out)
+
+
+def test_more_epochs_on_resume_are_trained(tiny_model, video_data, tmp_path):
+    """A finished 1-epoch run re-run with num_train_epochs 2 trains epoch 2, exactly as a 2-epoch run does."""
+    common = ("--max_steps", "-1", "--save_steps", "2", "--lr_scheduler_type", "constant")
+    reference = tmp_path / "reference"
+    run(train_command(tiny_model["full"], video_data["two"], reference, *common, "--num_train_epochs", "2"))
+    grown = tmp_path / "grown"
+    run(train_command(tiny_model["full"], video_data["two"], grown, *common, "--num_train_epochs", "1"))
+    assert [h["step"] for h in metrics(grown) if "loss" in h] == [1, 2]
+    run(train_command(tiny_model["full"], video_data["two"], grown, *common, "--num_train_epochs", "2"))
+    assert [h["step"] for h in metrics(grown) if "loss" in h] == [1, 2, 3, 4]
+    assert_same_run(reference, grown)
+
+
+def test_fresh_run_over_another_runs_checkpoints_is_refused(tiny_model, video_data, tmp_path):
+    from hs_rl.grpo.checkpoints import refuse_foreign_checkpoints
+
+    out = tmp_path / "run"
+    for step in (50, 100):
+        _checkpoint(out, step, True)
+    _checkpoint(out, 150, False)
+    command = train_command(tiny_model["full"], video_data["all"], out, "--resume_from_checkpoint", "none")
+    result = subprocess.run(command, capture_output=True, text=True, cwd=REPO)
+    assert result.returncode != 0
+    message = result.stderr[-3000:]
+    for words in ("checkpoint-50, checkpoint-100", "--resume_from_checkpoint auto", "another --output_dir",
+                  "--overwrite_output_dir true"):
+        assert words in message, message
+    assert not (out / "checkpoint-2").exists()
+    # the explicit overwrite names them for deletion; a resume (or an empty folder) refuses nothing
+    assert refuse_foreign_checkpoints(out, None, True) == [out / "checkpoint-50", out / "checkpoint-100"]
+    assert refuse_foreign_checkpoints(out, str(out / "checkpoint-100"), False) == []
+    assert refuse_foreign_checkpoints(tmp_path / "empty", None, False) == []
+
+
+def test_rotation_never_deletes_the_checkpoint_just_marked(tmp_path):
+    from hs_rl.grpo.checkpoints import rotate
+
+    for step in (50, 100):
+        _checkpoint(tmp_path, step, True)
+    saved = _checkpoint(tmp_path, 2, True)
+    removed = rotate(tmp_path, 2, saved=saved)
+    assert saved.is_dir() and removed == [tmp_path / "checkpoint-50"]
+
+
+def test_load_best_model_at_end_loads_the_best_checkpoint(tiny_model, sample_data, tmp_path):
+    """The hook `load_best_model_at_end` calls puts the best checkpoint's weights in the model (HF's own raw load
+    matched none of the thinker's saved names and loaded nothing)."""
+    import torch
+    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+    from hs_rl.train import build_trainer
+    from tests.grpo.trainer_helpers import sample_records, stage_args
+
+    records = [r for r in sample_records(sample_data) if r.modality == "video"]
+    trainer = build_trainer(*stage_args(tiny_model["full"], records, tmp_path, max_steps=2, save_strategy="steps",
+                                        save_steps=1))
+    trainer.train()
+    best = tmp_path / "checkpoint-1"
+    expected = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(best).state_dict()
+    current = trainer.model.state_dict()
+    assert any(not torch.equal(current[k], expected[k]) for k in expected)  # step 2 moved away from step 1
+    trainer.state.best_model_checkpoint = str(best)
+    trainer._load_best_model()
+    loaded = trainer.model.state_dict()
+    for key, value in expected.items():
+        assert torch.equal(loaded[key], value), key

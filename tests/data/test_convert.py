@@ -7,9 +7,15 @@ from pathlib import Path
 
 import pytest
 
+from hs_rl.data.answers import normalize_key
 from hs_rl.data.convert import (ConvertArguments, ConvertError, convert_file, convert_humansense, default_routing,
-                           load_routing, normalize_answer, run_convert)
+                           load_routing, run_convert)
 from hs_rl.data.records import load_records, write_records
+
+
+def normalize_answer(answer, question_type, options):
+    """The converter's reading of a dataset's answer key (answers.normalize_key in strict mode)."""
+    return normalize_key(answer, question_type, options, strict=True)
 
 SINGLE = "Multiple-choice question (select one answer choice)"
 MULTI = "Multiple-choice question (select one or more answer choices)"

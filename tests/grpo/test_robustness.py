@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
+from hs_rl.data.dataset import prompt_count
 from hs_rl.data.media import MediaError
-from hs_rl.reward_guard import RewardError
+from hs_rl.rewards.guard import RewardError
 from hs_rl.train import build_trainer
-from tests.trainer_helpers import interleaved, sample_records, stage_args
+from tests.grpo.trainer_helpers import interleaved, sample_records, stage_args
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def test_skip_invalid_drops_and_lists_them(tiny_model, records, tmp_path):
     chosen = interleaved(records, count=5)
     chosen[1] = replace(chosen[1], question_type="single_choice", options=["A. x", "B. y"], answer="E")
     trainer = build_trainer(*stage_args(tiny_model["full"], chosen, tmp_path, skip_invalid=True))
-    assert len(trainer.train_dataset) == 4
+    assert prompt_count(trainer.train_dataset) == 4  # its rows: 4 records, then their media-free re-fetch twins
     dropped = [json.loads(x) for x in (tmp_path / "dropped_records.jsonl").read_text().splitlines()]
     assert len(dropped) == 1 and "E" in json.dumps(dropped[0])
 

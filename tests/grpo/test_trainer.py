@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hs_rl.train import build_trainer
-from tests.trainer_helpers import interleaved, sample_records, stage_args
+from tests.grpo.trainer_helpers import interleaved, sample_records, stage_args
 
 
 @pytest.fixture(scope="module")
@@ -220,3 +220,64 @@ def test_mask_truncated_completions_masks_the_loss(tiny_model, records, tmp_path
                 truncated += 1
                 assert mask.sum() == 0, "a truncated completion still counts in the loss"
     assert truncated, "no completion hit max_completion_length: the check above never ran"
+
+
+def test_trainable_encoders_build_no_graph_in_no_grad_passes(tiny_model, records, sample_data):
+    """With trainable towers (use_cache=False) the encoders follow the caller: a graph for the loss forward,
+    none inside TRL's no-grad log-prob passes and generation (a throwaway graph there costs activation memory)."""
+    from hs_rl.grpo.config import DataArguments
+    from hs_rl.data.prompt_media import prepare_prompt
+    from hs_rl.grpo.model import freeze_encoders, load_processor, load_thinker
+    from hs_rl.grpo.omni_inputs import encode_media
+
+    thinker = load_thinker(tiny_model["full"])
+    freeze_encoders(thinker, vision=False, audio=False)
+    processor = load_processor(tiny_model["full"])
+    data_args = DataArguments(video_max_frames=4, video_max_pixels=25088, video_min_pixels=3136)
+    rows = [prepare_prompt(r, processor, data_args)[0] for r in records if r.modality == "video_audio"][:1]
+    graphs: list[bool] = []  # per tower call: did its output carry an autograd graph?
+
+    def record(module, inputs, output):
+        tensor = output if isinstance(output, torch.Tensor) else next(
+            v for v in output.values() if isinstance(v, torch.Tensor))
+        graphs.append(tensor.grad_fn is not None)
+
+    hooks = [thinker.model.visual.register_forward_hook(record),
+             thinker.model.audio_tower.register_forward_hook(record)]
+    with torch.no_grad():
+        encoded, _ = encode_media(thinker, rows, use_cache=False, run_all_towers=True)
+    assert graphs == [False, False], "the towers built a graph inside torch.no_grad()"
+    assert all(t.grad_fn is None for e in encoded for t in e.values())
+    graphs.clear()
+    encoded, _ = encode_media(thinker, rows, use_cache=False, run_all_towers=True)
+    assert graphs == [True, True]
+    assert {"video", "audio"} <= set(encoded[0]) and all(t.requires_grad for t in encoded[0].values())
+    for hook in hooks:
+        hook.remove()
+
+
+def test_each_clip_decoded_once_per_use_with_workers(tiny_model, records, tmp_path, monkeypatch):
+    """The recipe's shape (one prompt per device per generation, steps_per_generation = accumulation, several
+    DataLoader workers): TRL fetches the whole generation batch at every micro-step, and each fetch goes to the
+    next worker, so each worker's own cache decoded the clip again. Each use must decode it once."""
+    import hs_rl.data.prompt_media as prompt_media  # where a record's clip is decoded
+
+    log = tmp_path / "decodes.txt"
+    real_load_video = prompt_media.load_video
+
+    def counting_load_video(path, *args, **kwargs):
+        with open(log, "a") as handle:  # appended from the DataLoader worker processes
+            handle.write(f"{path}\n")
+        return real_load_video(path, *args, **kwargs)
+
+    monkeypatch.setattr(prompt_media, "load_video", counting_load_video)
+    video = [r for r in records if r.modality == "video"][:4]
+    trainer = build_trainer(*stage_args(tiny_model["full"], video, tmp_path / "run", num_generations=4,
+                                        per_device_train_batch_size=1, gradient_accumulation_steps=4,
+                                        steps_per_generation=4, dataloader_num_workers=2, max_steps=2,
+                                        max_completion_length=4))
+    trainer.train()
+    from collections import Counter
+
+    decoded = Counter(log.read_text().splitlines())  # clips of the 2 generations, and of prefetched batches
+    assert len(decoded) >= 2 and set(decoded.values()) == {1}, decoded

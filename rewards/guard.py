@@ -10,7 +10,10 @@ from __future__ import annotations
 import functools
 import logging
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Literal
+
+from .common import completion_text
 
 logger = logging.getLogger(__name__)
 
@@ -19,13 +22,7 @@ class RewardError(RuntimeError):
     """A reward function failed on a sample."""
 
 
-def _text(completion: Any) -> str:
-    if isinstance(completion, list) and completion and isinstance(completion[-1], dict):
-        return str(completion[-1].get("content", ""))
-    return str(completion)
-
-
-def guard_reward(fn: Callable, on_error: str, counter: dict[str, int]) -> Callable:
+def guard_reward(fn: Callable, on_error: Literal["raise", "zero"], counter: dict[str, int]) -> Callable:
     """The reward `fn`, checked sample by sample; errors raise or score 0 (`on_error`: raise | zero)."""
     name = getattr(fn, "__name__", repr(fn))
 
@@ -49,7 +46,7 @@ def guard_reward(fn: Callable, on_error: str, counter: dict[str, int]) -> Callab
                     values.append(fn(*args, completions=[completion], **one)[0])
                 except Exception as inner:
                     fail(f"reward {name!r} raised {type(inner).__name__}: {inner} on sample {ids[i]!r}, "
-                         f"completion {_text(completion)[:200]!r}")
+                         f"completion {completion_text(completion)[:200]!r}")
                     values.append(0.0)
             if len(values) != len(completions):
                 raise RewardError(f"reward {name!r} failed on the batch: {err}") from err
@@ -58,7 +55,7 @@ def guard_reward(fn: Callable, on_error: str, counter: dict[str, int]) -> Callab
         for i, value in enumerate(values):
             if value is not None and not math.isfinite(float(value)):
                 fail(f"reward {name!r} returned {value} on sample {ids[i]!r}, "
-                     f"completion {_text(completions[i])[:200]!r}")
+                     f"completion {completion_text(completions[i])[:200]!r}")
                 values[i] = 0.0
         return values
 

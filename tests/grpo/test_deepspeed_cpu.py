@@ -1,5 +1,6 @@
 """DeepSpeed ZeRO-2 and ZeRO-3 on CPU: two processes, the repository's own accelerate configs and DeepSpeed
-JSONs (launch/accelerate/zero{2,3}.yaml with --num_processes 2), the tiny stage for two steps.
+JSONs (launch/accelerate/zero{2,3}.yaml with --num_processes 2), `accelerate launch … launch/stage1.sh` with
+HS_RL_STAGES=stages/tiny, two steps, a resume, and a re-run that only has the export left.
 
 What made these work on CPU (see docs/distributed.md, "DeepSpeed on CPU"):
 - DeepSpeed's CPU accelerator (DS_ACCELERATOR=cpu, also auto-detected without CUDA) uses gloo; its
@@ -12,6 +13,7 @@ What made these work on CPU (see docs/distributed.md, "DeepSpeed on CPU"):
 from __future__ import annotations
 
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,8 +23,9 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT_S = 300  # a run takes ~20-30 s on 2 cores; the first one also JIT-builds DeepSpeed's shm op
+_FINALS: dict[str, Path] = {}  # stage -> final model folder of test_deepspeed_cpu_two_processes (packed groups on)
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +65,12 @@ def test_deepspeed_cpu_two_processes(stage, family, ds_data, tmp_path, request):
     command = [sys.executable, "-m", "accelerate.commands.launch",
                "--config_file", f"launch/accelerate/{stage}.yaml", "--num_processes", "2",
                "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
-               "-m", "hs_rl.train", "stages/tiny/stage1_video.yaml",
+               "launch/stage1.sh",  # the stage script as written: accelerate runs its Python part
                "--model_name_or_path", str(tiny_model["full"]), "--dataset", str(ds_data),
-               "--output_dir", str(output), "--max_steps", "2", "--report_to", "none"]
-    env = {**os.environ, "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
-           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+               "--output_dir", str(output), "--max_steps", "2", "--report_to", "none",
+               "--gradient_checkpointing", "true"]
+    env = {**os.environ, "HS_RL_STAGES": "stages/tiny", "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "",
+           "OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     start = time.monotonic()
     try:
         result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
@@ -82,6 +86,8 @@ def test_deepspeed_cpu_two_processes(stage, family, ds_data, tmp_path, request):
 
     final = output / "final"
     assert (final / "hs_rl_export.json").is_file()
+    assert (result.stdout + result.stderr).count("'shared_prefix/packed': '1'") == 2  # both steps ran packed
+    _FINALS[stage] = final
     trained, info = _thinker(final)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
     initial, _ = _thinker(tiny_model["full"])
@@ -105,3 +111,52 @@ def test_deepspeed_cpu_two_processes(stage, family, ds_data, tmp_path, request):
     state = json.loads((output / "checkpoint-3" / "trainer_state.json").read_text())
     steps_logged = (resumed.stdout + resumed.stderr).count("'grad_norm':")
     assert state["global_step"] == 3 and steps_logged == 1, f"resumed run logged {steps_logged} steps, not 1"
+
+    # Re-run with the last checkpoint saved and final/ lost: the Trainer prepares the engine and loads the shards
+    # (no hand-written load, which found no engine), trains nothing and exports the same weights again.
+    exported = _thinker(output / "final")[0].state_dict()
+    shutil.rmtree(output / "final")
+    again[again.index("--main_process_port") + 1] = str(_free_port())
+    rerun = subprocess.run(again, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    (tmp_path / "rerun.log").write_text(rerun.stdout + rerun.stderr)
+    assert rerun.returncode == 0, rerun.stderr[-3000:]
+    assert (rerun.stdout + rerun.stderr).count("'grad_norm':") == 0, "the re-run trained a step"
+    again_exported = _thinker(output / "final")[0].state_dict()
+    assert all(torch.equal(exported[k], again_exported[k]) for k in exported)
+
+@pytest.mark.slow
+@pytest.mark.timeout(2 * TIMEOUT_S + 60)
+def test_zero3_packed_groups_equal_plain(tiny_model, ds_data, tmp_path):
+    """ZeRO-3, two processes, gradient checkpointing on: two steps with packed groups (hs_rl.grpo.prefix_sharing)
+    leave the same weights as two steps with the plain per-row forward (same seed, same rollouts), to 1e-5.
+    The packed run is test_deepspeed_cpu_two_processes[zero3]'s when it ran first in this session."""
+    pytest.importorskip("deepspeed")
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
+           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    finals = {}
+    for shared in ("true", "false"):
+        if shared == "true" and "zero3" in _FINALS:
+            finals[shared] = _thinker(_FINALS["zero3"])[0].state_dict()
+            continue
+        output = tmp_path / f"shared_{shared}"
+        command = [sys.executable, "-m", "accelerate.commands.launch",
+                   "--config_file", "launch/accelerate/zero3.yaml", "--num_processes", "2",
+                   "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
+                   "-m", "hs_rl.train", "stages/tiny/stage1_video.yaml",
+                   "--model_name_or_path", str(tiny_model["full"]), "--dataset", str(ds_data),
+                   "--output_dir", str(output), "--max_steps", "2", "--report_to", "none", "--save_strategy", "no",
+                   "--gradient_checkpointing", "true", "--shared_prefix", shared]
+        result = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
+        log = result.stdout + result.stderr
+        (tmp_path / f"shared_{shared}.log").write_text(log)
+        assert result.returncode == 0, log[-3000:]
+        packed_steps = log.count("'shared_prefix/packed': '1'")
+        assert packed_steps == (2 if shared == "true" else 0), f"shared_prefix={shared}: {packed_steps} packed steps"
+        assert "holds part of a group" not in log and "shared_prefix is off" not in log
+        finals[shared] = _thinker(output / "final")[0].state_dict()
+    before = _thinker(tiny_model["full"])[0].state_dict()
+    packed, plain = finals["true"], finals["false"]
+    assert any(not torch.equal(before[k], plain[k]) for k in plain if k.startswith("model.language_model."))
+    worst = max((packed[k] - plain[k]).abs().max().item() for k in plain)
+    print(f"zero3 packed vs plain after 2 steps: max |dw| = {worst:.2e}")
+    assert worst <= 1e-5

@@ -23,7 +23,7 @@ from hs_rl.cli import main
 from hs_rl.eval.evaluate import EvalArguments, dump_prompts, load_questions
 from hs_rl.data.prompts import DEFAULT_SYSTEM_PROMPT, question_text
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SRC = FIXTURES / "benchmark_src"
 VQA = FIXTURES / "benchmark_data" / "HumanSense_VQA.json"
 AQA = FIXTURES / "benchmark_data" / "HumanSense_AQA.json"

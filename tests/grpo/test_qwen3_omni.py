@@ -1,5 +1,5 @@
 """Qwen3-Omni specifics: the tiny checkpoint's layout, the family read from config.json (never the path), the
-shared-prefix forward on a DeepStack MoE thinker, and its refusal (said once) under the router aux loss.
+packed shared-prefix forward refused (said once) for the DeepStack thinker, eval, the demo, the stage YAMLs.
 The family-parametrised behaviour (steps, log-probs, export, resume, ZeRO-3) is in the shared test files."""
 from __future__ import annotations
 
@@ -10,10 +10,9 @@ import subprocess
 import sys
 
 import pytest
-import torch
 
 from hs_rl.train import build_trainer
-from tests.trainer_helpers import interleaved, sample_records, stage_args
+from tests.grpo.trainer_helpers import interleaved, sample_records, stage_args
 
 
 def test_tiny_checkpoint_is_laid_out_like_the_released_one(tiny_qwen3_model, tmp_path):
@@ -51,50 +50,25 @@ def test_cli_make_tiny_model_family(tmp_path):
         "qwen3_omni_moe_thinker"
 
 
-def _logps_and_grads(trainer, micro, shared: bool):
-    ids = torch.cat([micro["prompt_ids"], micro["completion_ids"]], dim=1)
-    mask = torch.cat([micro["prompt_mask"], micro["completion_mask"]], dim=1)
-    trainer._rows, trainer.shared_prefix = micro["media"], shared
-    trainer.model.zero_grad(set_to_none=True)
-    logps, _, _ = trainer._get_per_token_logps_and_entropies(trainer.model, ids, mask, micro["completion_ids"].size(1))
-    (logps * micro["completion_mask"]).sum().backward()
-    grads = {n: p.grad.clone() for n, p in trainer.model.named_parameters() if p.grad is not None}
-    trainer.model.zero_grad(set_to_none=True)
-    return logps.detach(), grads
-
-
-def test_shared_prefix_equals_plain_forward(tiny_qwen3_model, sample_data, tmp_path):
-    """With the aux loss off, the prompt-once forward equals the per-row one (DeepStack in the prefix)."""
-    trainer = build_trainer(*stage_args(tiny_qwen3_model["full"], interleaved(sample_records(sample_data), count=4),
-                                        tmp_path, per_device_train_batch_size=6, num_generations=3,
-                                        max_completion_length=6, router_aux_loss_coef=0.0))
-    assert trainer.shared_prefix and not trainer.aux_loss_enabled
-    trainer.model.train()
-    trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
-    micro = trainer._buffered_inputs[0]
-    assert any(r.has_video for r in micro["media"])
-    plain, plain_grads = _logps_and_grads(trainer, micro, shared=False)
-    shared, shared_grads = _logps_and_grads(trainer, micro, shared=True)
-    torch.testing.assert_close(shared, plain, atol=1e-5, rtol=1e-5)
-    assert plain_grads.keys() == shared_grads.keys()
-    for name in plain_grads:
-        torch.testing.assert_close(shared_grads[name], plain_grads[name], atol=1e-5, rtol=1e-4, msg=name)
-
-
-def test_shared_prefix_refused_once_under_aux_loss(tiny_qwen3_model, sample_data, tmp_path, caplog):
-    with caplog.at_level(logging.WARNING, logger="hs_rl.grpo.trainer"):
-        trainer = build_trainer(*stage_args(tiny_qwen3_model["full"], interleaved(sample_records(sample_data),
-                                                                                  count=2), tmp_path))
-    assert trainer.aux_loss_enabled and not trainer.shared_prefix
-    said = [r.getMessage() for r in caplog.records if "shared_prefix is off" in r.getMessage()]
-    assert len(said) == 1 and "router" in said[0]
+def test_packed_shared_prefix_refused_once_with_its_reason(tiny_qwen3_model, sample_data, tmp_path, caplog):
+    """Packed groups do not lay out DeepStack's per-row features: refused (plain forward), said once, aux loss
+    on or off."""
+    for coef in (None, 0.0):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="hs_rl.grpo.trainer"):
+            extra = {} if coef is None else {"router_aux_loss_coef": coef}
+            trainer = build_trainer(*stage_args(tiny_qwen3_model["full"], interleaved(sample_records(sample_data),
+                                                                                      count=2), tmp_path, **extra))
+        assert not trainer.shared_prefix and trainer.aux_loss_enabled == (coef is None)
+        said = [r.getMessage() for r in caplog.records if "shared_prefix is off" in r.getMessage()]
+        assert len(said) == 1 and "DeepStack" in said[0]
 
 
 def test_eval_answers_a_sample_benchmark(tiny_qwen3_model, sample_data, tmp_path, capsys):
     """`hs-rl eval` on the Qwen3-Omni checkpoint: video, video+audio and audio questions answered, scored."""
     from hs_rl.cli import main
     from hs_rl.eval.scoring import load_results, score_items
-    from tests.test_evaluate import mixed_benchmark
+    from tests.eval.test_evaluate import mixed_benchmark
 
     data = mixed_benchmark(sample_data, tmp_path / "mixed.json")
     out = tmp_path / "results.jsonl"
@@ -130,11 +104,14 @@ def test_recipe_stage_yaml_parses(stage):
 
     from hs_rl.cli import build_parser, check_config_keys
 
-    path = Path(__file__).resolve().parents[1] / "stages" / "qwen3_omni" / f"{stage}.yaml"
+    path = Path(__file__).resolve().parents[2] / "stages" / "qwen3_omni" / f"{stage}.yaml"
     parser = build_parser("train")
     check_config_keys(parser, str(path))
     parsed = parser.parse_args_and_config(["--config", str(path), "--bf16", "false", "--use_cpu", "true"])  # no GPU
     config = next(p for p in parsed if hasattr(p, "router_aux_loss_coef"))
     assert config.router_aux_loss_coef == 0.001 and config.freeze_experts is False
+    # the recipe's batch shape from stages/base.yaml, through the qwen3_omni/base.yaml chain
+    assert (config.per_device_train_batch_size, config.gradient_accumulation_steps, config.steps_per_generation,
+            config.num_generations) == (8, 1, 1, 8)
     model = next(p for p in parsed if hasattr(p, "model_name_or_path"))
     assert "Qwen3-Omni-30B-A3B" in model.model_name_or_path

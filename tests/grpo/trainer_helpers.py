@@ -32,7 +32,8 @@ def stage_args(model_dir: Path, records: list[Record], out: Path, **overrides):
     config = dict(output_dir=str(out), loss_type="grpo", beta=0.0, num_generations=2, per_device_train_batch_size=4,
                   max_completion_length=8, learning_rate=1e-2, max_steps=1, use_cpu=True, bf16=False,
                   report_to=[], seed=0, save_strategy="no", logging_steps=1, shuffle_dataset=False,
-                  reward_funcs=["accuracy", str(Path(__file__).parent / "varying_reward.py") + ":char_diversity"], gradient_checkpointing=False,
+                  reward_funcs=["accuracy", str(Path(__file__).parent / "varying_reward.py") + ":char_diversity"],
+                  gradient_checkpointing=False,
                   dataloader_num_workers=0)
     model = dict(model_name_or_path=str(model_dir), dtype="float32")
     for key, value in overrides.items():

@@ -1,0 +1,62 @@
+"""A LoRA stage (`use_peft: true`): final/ is a full Qwen2.5-Omni model with the adapters merged into the thinker,
+its checkpoints resume exactly, and a re-run with final/ missing completes the export from the last checkpoint."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import torch
+from safetensors.torch import load_file
+
+from tests.grpo.test_resume import assert_same_run, metrics, resume_from_copy, run, train_command
+
+LORA = ("--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--max_steps", "2", "--save_steps", "1",
+        "--keep_adapter", "true")
+
+
+def test_lora_stage_exports_merged_model_resumes_and_reruns(tiny_model, sample_data, tmp_path):
+    from peft import PeftModel
+    from transformers import Qwen2_5OmniForConditionalGeneration
+
+    from hs_rl.data.convert import convert_file
+    from hs_rl.grpo.model import load_thinker
+    from hs_rl.data.records import write_records
+
+    dataset = tmp_path / "video.jsonl"
+    write_records([r for r in convert_file(sample_data["train_json"], media_root=sample_data["media_root"])
+                   if r.modality == "video"], dataset)
+    reference = tmp_path / "reference"
+    run(train_command(tiny_model["full"], dataset, reference, *LORA))
+
+    # final/: a complete Omni model, loadable as such, talker and token2wav untouched, thinker = base + merged LoRA
+    final, base_dir = reference / "final", tiny_model["full"]
+    model = Qwen2_5OmniForConditionalGeneration.from_pretrained(final)
+    assert load_file(final / "model.safetensors").keys() == load_file(base_dir / "model.safetensors").keys()
+    assert (final / "spk_dict.pt").is_file() and model.talker is not None and model.token2wav is not None
+    base = Qwen2_5OmniForConditionalGeneration.from_pretrained(base_dir)
+    trained, initial = model.state_dict(), base.state_dict()
+    assert all(torch.equal(trained[k], initial[k]) for k in trained if not k.startswith("thinker."))
+    changed = [k for k in trained if k.startswith("thinker.") and not torch.equal(trained[k], initial[k])]
+    assert changed and all(".language_model." in k and "_proj." in k for k in changed), changed[:5]
+    assert not any("lora" in k for k in trained)  # merged: no adapter weights left in the model
+    # the adapter kept beside final/ (keep_adapter) merges into the input thinker to the same weights
+    merged = PeftModel.from_pretrained(load_thinker(base_dir), str(reference / "final_adapter")).merge_and_unload()
+    for key, value in merged.state_dict().items():
+        torch.testing.assert_close(model.thinker.state_dict()[key], value, rtol=0, atol=1e-6, msg=key)
+    load_thinker(final)  # what the pipeline's next stage loads
+
+    # killed after checkpoint-1, then the same command: the same final weights and metrics
+    resumed = tmp_path / "resumed"
+    command = train_command(tiny_model["full"], dataset, resumed, *LORA)
+    resume_from_copy(reference, 1, command, resumed)
+    assert_same_run(reference, resumed)
+
+    # the last checkpoint saved, final/ lost: the same command only exports (no step trained again)
+    shutil.rmtree(resumed / "final")
+    shutil.rmtree(resumed / "final_adapter")
+    run(command)
+    assert_same_run(reference, resumed)
+    assert [h["step"] for h in metrics(resumed) if "loss" in h] == [1, 2]
+    assert json.loads((resumed / "final" / "hs_rl_export.json").read_text())["kind"] == "full"
+    assert load_file(resumed / "final_adapter" / "adapter_model.safetensors").keys() == \
+        load_file(reference / "final_adapter" / "adapter_model.safetensors").keys()
