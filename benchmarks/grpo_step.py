@@ -121,7 +121,8 @@ def make_trainer(model_dir: Path, data_file: Path, out: Path, args, workers: int
     from hs_rl.grpo.families import get_family
 
     tokenizer = trainer.processing_class.tokenizer
-    suppressed = {tokenizer.convert_tokens_to_ids(t) for t in get_family(args.family).special_tokens.values()} | set(trainer.eos_token_ids)
+    special = get_family(args.family).special_tokens.values()
+    suppressed = {tokenizer.convert_tokens_to_ids(t) for t in special} | set(trainer.eos_token_ids)
     suppressed |= {tokenizer.eos_token_id, tokenizer.pad_token_id}
     trainer.generation_config.suppress_tokens = sorted(i for i in suppressed if i is not None)
     return trainer
@@ -510,7 +511,8 @@ def run_preset(args, preset: str, modes: tuple[str, ...], workdir: Path) -> dict
     for mode in modes:
         cmd = [sys.executable, __file__, "--mode", mode, "--preset", preset, "--G", str(args.G),
                "--prompts", str(args.prompts), "--completion", str(args.completion), "--frames", str(args.frames),
-               "--steps", str(args.steps), "--workdir", str(workdir), "--family", args.family] + (["--recipe"] if args.recipe else [])
+               "--steps", str(args.steps), "--workdir", str(workdir), "--family", args.family]
+        cmd += ["--recipe"] if args.recipe else []
         logs[mode] = open(workdir / f"log-{args.family}-{preset}-{mode}.txt", "w")
         procs[mode] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[mode],
                                        text=True, bufsize=1)
@@ -582,14 +584,16 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     began = time.time()
     load = os.getloadavg()
-    print(f"GRPO step benchmark ({args.family}){' (recipe settings)' if args.recipe else ''}: G={args.G}, {args.prompts} prompt(s)/step, "
+    print(f"GRPO step benchmark ({args.family}){' (recipe settings)' if args.recipe else ''}: G={args.G}, "
+          f"{args.prompts} prompt(s)/step, "
           f"completions of exactly {args.completion} tokens, {args.steps} measured step(s) after 1 warm-up, modes "
           f"interleaved, gradient checkpointing {'on' if args.recipe else 'off'}, beta {0.1 if args.recipe else 0.04}, "
           f"CPU only, {os.cpu_count()} cores, load average at start {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}",
           flush=True)
     ratios = defaultdict(list)
     for preset in presets:
-        prepare(workdir, preset, args.prompts * (args.steps + 1), args.family)  # once here, before the mode processes read it
+        # once here, before the mode processes read it
+        prepare(workdir, preset, args.prompts * (args.steps + 1), args.family)
         results = run_preset(args, preset, modes, workdir)
         summaries = {mode: summarize(results[mode]) for mode in modes}
         for mode in modes:
