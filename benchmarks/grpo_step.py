@@ -1,6 +1,6 @@
 """One GRPO step, several ways, on the same model and data: where the time goes, and how much ours saves.
 
-    python benchmarks/grpo_step.py --quick --recipe   # the recipe's settings (below), 5 measured steps, < 8 min on 2 cores
+    python benchmarks/grpo_step.py --quick --recipe   # recipe settings (below), 5 measured steps, < 8 min on 2 cores
     python benchmarks/grpo_step.py --quick            # tiny + small presets, G=8, 3 measured steps, < 5 min on 2 cores
     python benchmarks/grpo_step.py --steps 8          # more measured steps
     python benchmarks/grpo_step.py --family qwen3_omni --quick   # the same on tiny/small Qwen3-Omni presets
@@ -94,8 +94,7 @@ def prepare(workdir: Path, preset: str, prompts_needed: int, family: str = "qwen
     chosen = [records[i % len(records)] for i in range(prompts_needed)]
     path = workdir / f"records-{prompts_needed}.jsonl"
     if not path.exists():  # the parent writes it; the mode processes, started together, only read it
-        write_records(chosen, path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").rename(path)
+        write_records(chosen, path)  # atomic already: a reader never sees half a file
     return model["full"], path, chosen
 
 
@@ -334,6 +333,7 @@ def _fused_logps(model, ids, mask, media, width):
 
 def run_baseline(trainer, records, args, mode: str, protocol: Protocol) -> tuple[list[dict], dict]:
     import torch
+
     from hs_rl.data.prompt_media import prepare_prompt
     from hs_rl.grpo.omni_inputs import thinker_of
 
@@ -557,7 +557,8 @@ def _print_mode(preset: str, mode: str, result: dict, s: dict) -> None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true",
-                        help="3 measured steps per mode (5 with --recipe); under 5 (8 with --recipe) minutes on 2 cores")
+                        help="3 measured steps per mode (5 with --recipe); under 5 (8 with --recipe) minutes "
+                             "on 2 cores")
     parser.add_argument("--recipe", action="store_true", help="the recipe's settings (see the module docstring)")
     parser.add_argument("--presets", default=None, help="tiny,small (default) or recipe (with --recipe)")
     parser.add_argument("--G", type=int, default=8)
@@ -584,8 +585,8 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     began = time.time()
     load = os.getloadavg()
-    print(f"GRPO step benchmark ({args.family}){' (recipe settings)' if args.recipe else ''}: G={args.G}, "
-          f"{args.prompts} prompt(s)/step, "
+    kind = " (recipe settings)" if args.recipe else ""
+    print(f"GRPO step benchmark ({args.family}){kind}: G={args.G}, {args.prompts} prompt(s)/step, "
           f"completions of exactly {args.completion} tokens, {args.steps} measured step(s) after 1 warm-up, modes "
           f"interleaved, gradient checkpointing {'on' if args.recipe else 'off'}, beta {0.1 if args.recipe else 0.04}, "
           f"CPU only, {os.cpu_count()} cores, load average at start {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}",
@@ -610,7 +611,8 @@ def main(argv=None) -> int:
                   f"{trl['step_time'] / off['step_time']:.2f}x", flush=True)
             ratios["recipe_step_speedup_vs_trl"].append(trl["step_time"] / ours["step_time"])
             ratios["recipe_peak_memory_ratio_vs_trl"].append(ours["peak_mb"] / trl["peak_mb"])
-            ratios["recipe_shared_prefix_active"].append(1 if results["ours"]["shared_prefix"] and ours["packed"] == 1 else 0)
+            active = results["ours"]["shared_prefix"] and ours["packed"] == 1
+            ratios["recipe_shared_prefix_active"].append(1 if active else 0)
             continue
         up = summaries["upstream"]
         r = {"rollout_speedup_vs_upstream": ours["rollout_tps"] / up["rollout_tps"],

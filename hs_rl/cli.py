@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-
 from trl import TrlParser
 
 from hs_rl.rewards.registry import specs_relative_to
@@ -48,7 +47,7 @@ COMMANDS: dict[str, Command] = {
                       "where a run is: per stage state, step, rewards, ETA, checkpoint, final model",
                       positional=("output_dir",)),
     "demo": Command("hs_rl.tools.demo", ("DemoArguments",), "run_demo",
-                    "tiny model + sample data + the tiny three-stage pipeline, on CPU"),
+                    "demo model, media-only curriculum, format warm-up, three GRPO stages, held-out table; CPU"),
     "convert": Command("hs_rl.data.convert", ("ConvertArguments",), "run_convert",
                        "HumanSense JSON -> normalized records JSONL", positional=("input", "output")),
     "validate-data": Command("hs_rl.data.validation", ("ValidateArguments",), "run_validate",
@@ -61,6 +60,9 @@ COMMANDS: dict[str, Command] = {
                                 positional=("output_dir",)),
     "eval": Command("hs_rl.eval.evaluate", ("EvalArguments",), "run_eval",
                     "answer the HumanSense benchmark with a checkpoint (resumable)"),
+    "plot": Command("hs_rl.plots", ("PlotArguments",), "run_plot",
+                    "draw each stage's training curves (reward, KL, length, clip ratio) to report/curves.png",
+                    positional=("output_dirs",), variadic_last=True),
     "score": Command("hs_rl.eval.scoring", ("ScoreArguments",), "run_score",
                      "score result files: per task, tier, question type; report and plot",
                      positional=("results",), variadic_last=True),

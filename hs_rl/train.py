@@ -54,14 +54,14 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     """Every object of a stage, checked in order of cost: paths, data, rewards, then weights."""
     from accelerate import PartialState
 
-    from hs_rl.grpo.checkpoints import check_generation_cycle
     from hs_rl.data.dataset import build_train_dataset
     from hs_rl.data.prompts import check_prompt_source
+    from hs_rl.grpo.checkpoints import check_generation_cycle
     from hs_rl.grpo.model import (check_model_dir, check_model_modalities, freeze_encoders, freeze_experts,
                                   load_processor, load_thinker)
+    from hs_rl.grpo.trainer import OmniGRPOTrainer
     from hs_rl.rewards import get_rewards
     from hs_rl.rewards.guard import guard_reward
-    from hs_rl.grpo.trainer import OmniGRPOTrainer
 
     state = PartialState()
     output_dir = Path(config.output_dir)
@@ -74,7 +74,7 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     check_prompt_source(records, data_args.prompt_source, data_args.think)
     check_model_modalities(model_args.model_name_or_path, {r.modality for r in records})
     reward_counter: dict[str, int] = {}
-    rewards = [guard_reward(fn, config.reward_errors, reward_counter) 
+    rewards = [guard_reward(fn, config.reward_errors, reward_counter)
                for fn in get_rewards(config.reward_funcs, settings=config.reward_kwargs)]
     if config.reward_weights is not None and len(config.reward_weights) != len(rewards):
         raise ValueError(f"reward_weights has {len(config.reward_weights)} entries for {len(rewards)} rewards")

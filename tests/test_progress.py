@@ -219,8 +219,8 @@ def test_recorder_writes_rank0_record(tmp_path):
     """The callback's record through a run's events, as transformers calls them, and an exit mid-training."""
     from transformers import TrainerControl, TrainerState
 
-    from hs_rl.progress import read_progress
     from hs_rl.grpo.progress_recorder import ProgressRecorder
+    from hs_rl.progress import read_progress
 
     recorder = ProgressRecorder(tmp_path / "stage", heartbeat_s=0.05)
     state, control = TrainerState(max_steps=4, global_step=2), TrainerControl()  # resumed at step 2

@@ -20,7 +20,8 @@ Decisions (documented here because both training and evaluation inherit them):
 from __future__ import annotations
 
 import re
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from hs_rl.data.records import QUESTION_TYPES
 

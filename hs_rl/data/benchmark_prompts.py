@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import ast
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 BENCHMARK_FILE = "benchmark/Benchmark.py"
 MODEL_FILE = "model/Qwen25omini.py"

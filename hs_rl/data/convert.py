@@ -13,15 +13,15 @@ import hashlib
 import importlib.resources
 import json
 import os
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any
 
 import yaml
 
-from hs_rl.data.records import MODALITIES, Record, write_records
-
 from hs_rl.data.answers import PATTERN_TO_TYPE, normalize_key, question_type_from_pattern
+from hs_rl.data.records import MODALITIES, Record, write_records
 
 ROUTING_RESOURCE = "routing.yaml"
 _MEDIA_KEYS = ("video_path", "audio_path")
@@ -101,7 +101,7 @@ def load_routing(path: str | Path | None = None, default_modality: str | None = 
 
 def _record_id(task_type: str, media: str, question: str, seen: dict[str, int]) -> str:
     """Content-derived id: stable when entries are reordered or added; a repeat gets a numeric suffix."""
-    digest = hashlib.sha1(f"{media}\n{question}".encode("utf-8")).hexdigest()[:10]
+    digest = hashlib.sha1(f"{media}\n{question}".encode()).hexdigest()[:10]
     base = f"{task_type}-{digest}"
     seen[base] = seen.get(base, 0) + 1
     return base if seen[base] == 1 else f"{base}-{seen[base]}"

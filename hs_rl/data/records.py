@@ -5,9 +5,10 @@ Converters (HumanSense JSON -> records) live in `hs_rl.data.convert`; checks in 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Iterator, Literal, get_args
+from typing import Any, Literal, get_args
 
 from hs_rl.atomic_files import atomic_write
 
@@ -42,7 +43,7 @@ class Record:
     audio: str | None = None
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "Record":
+    def from_dict(cls, data: dict[str, Any]) -> Record:
         """Build from a JSON object, ignoring keys set to None by Arrow and unknown extras."""
         names = {f.name for f in fields(cls)}
         kwargs = {k: v for k, v in data.items() if k in names}

@@ -12,14 +12,15 @@ import hashlib
 import json
 import os
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from hs_rl.atomic_files import atomic_write
 from hs_rl.data import media
-from hs_rl.data.convert import ConvertError, convert_entry, default_routing, read_humansense
 from hs_rl.data.answers import option_letters
+from hs_rl.data.convert import ConvertError, convert_entry, default_routing, read_humansense
 from hs_rl.data.records import MODALITIES, QUESTION_TYPES, Record, has_video
 
 SCHEMA_VERSION = 1

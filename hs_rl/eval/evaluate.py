@@ -26,10 +26,11 @@ import json
 import logging
 import os
 import threading
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Literal
 
 import torch
 
@@ -37,14 +38,14 @@ from hs_rl.atomic_files import atomic_write
 from hs_rl.choices import check_choices
 from hs_rl.data.answers import extract_answer
 from hs_rl.data.benchmark_prompts import BenchmarkPrompts, NotAsked, load_prompt_source
-from hs_rl.grpo.config import DataArguments
 from hs_rl.data.convert import ConvertError, convert_humansense, load_routing, read_humansense
-from hs_rl.data.prompt_media import prepare_prompt
 from hs_rl.data.media import MediaError, VideoArguments, open_video
-from hs_rl.grpo.generation import generate_rows
-from hs_rl.grpo.omni_inputs import PromptMedia
+from hs_rl.data.prompt_media import prepare_prompt
 from hs_rl.data.prompts import DEFAULT_SYSTEM_PROMPT, chat_messages, ours_version, question_text
 from hs_rl.data.records import Record, has_video, iter_jsonl
+from hs_rl.grpo.config import DataArguments
+from hs_rl.grpo.generation import generate_rows
+from hs_rl.grpo.omni_inputs import PromptMedia
 
 logger = logging.getLogger(__name__)
 

@@ -15,13 +15,13 @@ import json
 import math
 import re
 from collections import defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from hs_rl.data.answers import extract_answer, question_type_from_pattern, score_answer
-from hs_rl.data.records import QUESTION_TYPES
-from hs_rl.data.records import iter_jsonl
+from hs_rl.data.records import QUESTION_TYPES, iter_jsonl
 from hs_rl.eval.tiers import UNASSIGNED, classify, paper_avg_baseline, task_info, tasks, tier_names
 
 SCORING_NOTE = (

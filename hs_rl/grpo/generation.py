@@ -6,7 +6,8 @@ its rows, and one transformers `generate` call decodes every row together.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 

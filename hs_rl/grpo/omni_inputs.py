@@ -44,14 +44,14 @@ class PromptMedia:
         return self.input_features is not None
 
     @classmethod
-    def from_processor_output(cls, output: dict[str, Any], use_audio_in_video: bool) -> "PromptMedia":
+    def from_processor_output(cls, output: dict[str, Any], use_audio_in_video: bool) -> PromptMedia:
         """Take row 0 of a processor call made for a single prompt."""
         kwargs = {k: output[k] for k in MEDIA_KEYS if output.get(k) is not None}
         if "video_second_per_grid" in kwargs:
             kwargs["video_second_per_grid"] = torch.as_tensor(kwargs["video_second_per_grid"], dtype=torch.float32)
         return cls(input_ids=output["input_ids"][0].clone(), use_audio_in_video=use_audio_in_video, **kwargs)
 
-    def to(self, device: torch.device | str) -> "PromptMedia":
+    def to(self, device: torch.device | str) -> PromptMedia:
         """Move tensors in place (the object is shared by the rows of its group) and return self."""
         for name in ("input_ids", *MEDIA_KEYS):
             value = getattr(self, name)

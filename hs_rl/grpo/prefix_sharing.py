@@ -5,7 +5,7 @@ placeholders, thousands of tokens) is 5–20× longer than a completion. The pla
 prompt again, G times per group, in each of the old/reference/loss passes. Here a micro-batch becomes ONE
 packed sequence, group after group:
 
-    [prompt_1 minus its last token][last_1, c_1,1 …][last_1, c_1,2 …] … [prompt_2 minus its last token][last_2, c_2,1 …] …
+    [prompt_1 minus last token][last_1, c_1,1 …][last_1, c_1,2 …] … [prompt_2 minus last token][last_2, c_2,1 …] …
 
 - each *segment* is a row's prompt-last token followed by its completion minus the last completion token: its
   hidden states score exactly the row's completion tokens (the prompt's last token is repeated once per row,

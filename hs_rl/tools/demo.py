@@ -9,57 +9,96 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from hs_rl.choices import check_choices
 from hs_rl.grpo.export import FINAL_DIR
 
-# stage name -> record modality it trains on (the recipe's order)
+# stage name -> record modality (and curriculum family) it trains on, in the recipe's order
 STAGE_MODALITIES = {"stage1_video": "video", "stage2_audio": "audio", "stage3_video_audio": "video_audio"}
+DEMO_PIPELINE = Path(__file__).resolve().parents[2] / "stages" / "demo" / "pipeline.yaml"
 TINY_PIPELINE = Path(__file__).resolve().parents[2] / "stages" / "tiny" / "pipeline.yaml"
+DEMO_PRESET = "demo"
+# targets of the learning table (README, "Does it learn?"): (model, family) -> lowest held-out accuracy
+TARGETS = {("stage1_video", "video"): 0.9, ("stage2_audio", "audio"): 0.9, ("stage2_audio", "video"): 0.85,
+           ("stage3_video_audio", "video"): 0.9, ("stage3_video_audio", "audio"): 0.9,
+           ("stage3_video_audio", "video_audio"): 0.9}
 
 
 @dataclass
 class DemoArguments:
     """Options of `hs-rl demo`."""
 
-    output_dir: str = field(default="experiments/tiny", metadata={"help": "Where the model, data and runs go."})
-    pipeline: str = field(default=str(TINY_PIPELINE), metadata={"help": "The tiny pipeline YAML to run."})
+    output_dir: str = field(default="experiments/demo", metadata={"help": "Where the model, data and runs go."})
+    pipeline: str = field(default=str(DEMO_PIPELINE), metadata={"help": "The demo pipeline YAML to run."})
     override: list[str] = field(default_factory=list, metadata={
         "help": "Passed to the pipeline: KEY=VALUE or STAGE.KEY=VALUE (e.g. stage1_video.max_steps=2)."})
     evaluate: bool = field(default=True, metadata={
-        "help": "Answer the sample benchmark with the base model and each stage's model, and score them."})
-    family: str = field(default="qwen2_5_omni", metadata={
-        "help": "Model family of the tiny model: qwen2_5_omni or qwen3_omni (its default output_dir is "
-                "experiments/tiny_qwen3_omni)."})
+        "help": "Answer the held-out curriculum questions with the base model and each stage's model, and score."})
+    seed: int = field(default=0, metadata={"help": "Seed of the curriculum (another seed: a fresh set of clips)."})
+    preset: str = field(default=DEMO_PRESET, metadata={"help": "Model preset of `hs-rl make-tiny-model`."})
+    warmup_steps: int = field(default=60, metadata={
+        "help": "Steps of the format warm-up (batch 8, random answer letters) that makes the `base` model."})
+    family: Literal["qwen2_5_omni", "qwen3_omni"] = field(default="qwen2_5_omni", metadata={
+        "help": "Model family of the demo model: qwen2_5_omni or qwen3_omni (its default output_dir is "
+                "experiments/demo_qwen3_omni)."})
 
     def __post_init__(self):
-        if self.family != "qwen2_5_omni" and self.output_dir == "experiments/tiny":
-            self.output_dir = f"experiments/tiny_{self.family}"  # never reuse another family's tiny model
+        check_choices(self)
+        if self.family != "qwen2_5_omni" and self.output_dir == "experiments/demo":
+            self.output_dir = f"experiments/demo_{self.family}"  # never reuse another family's model
 
 
-def prepare_inputs(root: Path, family: str = "qwen2_5_omni") -> tuple[Path, dict[str, Path]]:
-    """Tiny model of `family`, sample data and one JSONL per stage (records filtered by modality), built only if
-    missing; a tiny model of another family already in ROOT/model is an error, not silently reused."""
+def prepare_inputs(root: Path, seed: int = 0, preset: str = DEMO_PRESET,
+                   family: str = "qwen2_5_omni") -> tuple[Path, dict[str, Path]]:
+    """Model of `family`, curriculum and one JSONL per stage (records routed by task type), built only if missing;
+    a model of another family already in ROOT/model is an error, not silently reused."""
     from hs_rl.data.convert import convert_file
     from hs_rl.data.records import write_records
-    from hs_rl.tools.sample_data import make_sample_data
+    from hs_rl.grpo.families import family_of_dir
+    from hs_rl.tools.curriculum import make_curriculum
     from hs_rl.tools.tiny_model import make_tiny_model
 
-    from hs_rl.grpo.families import family_of_dir
-
-    model = Path(make_tiny_model(root / "model", family=family)["full"])  # reused as is when already complete
+    model = Path(make_tiny_model(root / "model", preset=preset, family=family)["full"])  # reused when complete
     if family_of_dir(model).name != family:
-        raise ValueError(f"{model} holds a {family_of_dir(model).name} tiny model, not {family}: pick another "
+        raise ValueError(f"{model} holds a {family_of_dir(model).name} model, not {family}: pick another "
                          f"--output_dir")
-    data = make_sample_data(root / "data")
+    data = make_curriculum(root / "data" / "curriculum", seed=seed)
     datasets = {name: root / "data" / f"{name}.jsonl" for name in STAGE_MODALITIES}
     if not all(p.is_file() for p in datasets.values()):
-        records = convert_file(data["train_json"], media_root=data["media_root"])
+        records = convert_file(data["train_json"], media_root=data["root"])
         for name, modality in STAGE_MODALITIES.items():
             chosen = [r for r in records if r.modality == modality]
             if not chosen:
-                raise ValueError(f"the sample training data has no {modality} records for {name}")
+                raise ValueError(f"the curriculum has no {modality} records for {name}")
             write_records(chosen, datasets[name])  # atomic: a kill leaves no half dataset
     return model, datasets
+
+
+def stage_settings(pipeline: str) -> dict:
+    """The first stage's YAML (prompt and media settings the warm-up and the evaluation share with training)."""
+    import yaml
+
+    from hs_rl.pipeline import load_pipeline
+
+    return yaml.safe_load(Path(load_pipeline(pipeline).stages[0].config).read_text(encoding="utf-8")) or {}
+
+
+def make_base(root: Path, model: Path, datasets: dict[str, Path], settings: dict, steps: int) -> Path:
+    """The demo's `base`: the random model after the format warm-up on every stage's prompts (random letters)."""
+    from hs_rl.data.records import load_records
+    from hs_rl.tools.warmup import format_warmup
+
+    records = [r for path in datasets.values() for r in load_records(path)]
+    return format_warmup(model, records, root / "base", steps=steps, learning_rate=1e-2,
+                         data_args=_data_arguments(settings))
+
+
+def _data_arguments(settings: dict):
+    from hs_rl.grpo.config import DataArguments
+
+    keys = {"system_prompt", "think", "video_max_frames", "video_max_pixels", "video_min_pixels", "video_fps"}
+    return DataArguments(**{k: v for k, v in settings.items() if k in keys})
 
 
 def _mean(values: list[float]) -> float | None:
@@ -100,46 +139,123 @@ def format_summary(root: Path, names: list[str]) -> str:
     return "\n".join(lines)
 
 
-def evaluate_models(root: Path, models: dict[str, Path]) -> Path:
-    """The sample benchmark answered by each model (resumable), scored side by side into ROOT/report."""
+def evaluate_models(root: Path, models: dict[str, Path], settings: dict | None = None,
+                    data: dict[str, Path] | None = None) -> Path:
+    """The held-out curriculum answered by each model (`hs-rl eval`, resumable), scored side by side
+    (`hs-rl score`) into ROOT/report, asked the way the stages were trained (same prompt and media settings)."""
     from hs_rl.eval.evaluate import EvalArguments, evaluate
     from hs_rl.eval.scoring import ScoreArguments, run_score
+    from hs_rl.tools.curriculum import curriculum_paths
 
-    data = root / "data"
+    settings = settings or {}
+    data = data or curriculum_paths(root / "data" / "curriculum")
     results = []
     for label, model in models.items():
         results.append(evaluate(EvalArguments(
-            model=str(model), data=[str(data / "HumanSense_VQA.json"), str(data / "HumanSense_AQA.json")],
-            out=str(root / "eval" / f"{label}.jsonl"), media_root=str(data), label=label, max_new_tokens=24,
-            batch_size=8, video_max_frames=4, video_max_pixels=25088)))
+            model=str(model), data=[str(data["heldout_vqa"]), str(data["heldout_aqa"])],
+            out=str(root / "eval" / f"{label}.jsonl"), label=label,
+            system_prompt=settings.get("system_prompt", ""), max_new_tokens=settings.get("max_completion_length", 20),
+            batch_size=16, video_max_frames=settings.get("video_max_frames", 4),
+            video_max_pixels=settings.get("video_max_pixels", 25088),
+            video_min_pixels=settings.get("video_min_pixels", 3136))))
     run_score(ScoreArguments(results=[str(p) for p in results], out=str(root / "report"), labels=list(models)))
     return root / "report"
 
 
-def run_demo(args: DemoArguments) -> int:
-    """Build what is missing, run the tiny pipeline, then say where everything is and how it went."""
-    from hs_rl.pipeline import PipelineArguments, load_pipeline, run_pipeline
+def learning_table(root: Path, labels: list[str]) -> dict:
+    """`report/learning.json`: chance and, per model, held-out accuracy per curriculum family and format share.
 
+    accuracy = mean accuracy reward (the benchmark's scoring) on the family's held-out questions;
+    format = share of answers that follow `<think>…</think><answer>…</answer>` (the format reward).
+    """
+    from hs_rl.data.answers import score_answer
+    from hs_rl.rewards.format import format_reward
+    from hs_rl.tools.curriculum import CHANCE, FAMILIES
+
+    path = root / "report" / "learning.json"
+    table = json.loads(path.read_text()) if path.is_file() else {}
+    table["chance"] = {family: CHANCE for family in FAMILIES}
+    accuracy = table.setdefault("accuracy", {})
+    for label in labels:
+        rows = [json.loads(line) for line in (root / "eval" / f"{label}.jsonl").read_text().splitlines() if line]
+        cells = {}
+        for family, task in FAMILIES.items():
+            mine = [r for r in rows if r["task_type"] == task]
+            scores = [score_answer(r["prediction"], r["answer"], r["question_type"], r["options"]) for r in mine]
+            cells[family] = sum(scores) / len(scores) if scores else None
+        formats = format_reward([r["prediction"] for r in rows])
+        cells["format"] = sum(formats) / len(formats) if formats else None
+        accuracy[label] = cells
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(table, indent=2) + "\n")
+    return table
+
+
+def format_learning_table(table: dict) -> str:
+    """The table `hs-rl demo` ends with; a target a model misses is marked with `!`."""
+    def cell(model: str, key: str) -> str:
+        value = table["accuracy"][model].get(key)
+        if value is None:
+            return f"{'–':>12}"
+        miss = (model, key) in TARGETS and value < TARGETS[(model, key)]
+        if model == "base" and key != "format":
+            miss = abs(value - table["chance"][key]) > 0.15
+        return f"{value:>11.2f}{'!' if miss else ' '}"
+
+    lines = [f"{'accuracy on held-out questions':<32}{'video':>12}{'audio':>12}{'video+audio':>12}{'format':>12}"]
+    for model in table["accuracy"]:
+        name = "base (after format warm-up)" if model == "base" else model
+        lines.append(f"{name:<32}" + "".join(cell(model, k) for k in ("video", "audio", "video_audio", "format")))
+    chance = table["chance"]
+    lines.append(f"{'chance':<32}" + "".join(f"{chance[k]:>11.2f} " for k in ("video", "audio", "video_audio")))
+    return "\n".join(lines)
+
+
+def run_demo(args: DemoArguments) -> int:
+    """Build what is missing, warm the format up, run the demo pipeline, evaluate, print the learning table."""
+    import os
+    import time
+
+    from hs_rl.pipeline import PipelineArguments, load_pipeline, run_pipeline
+    from hs_rl.plots import plot_stage
+
+    started = time.time()
+    # one torch thread per process unless the user says otherwise: the demo's tensors are tiny, and two threads on
+    # two (often shared) cores made its steps several times slower; the stages' subprocesses inherit this
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch
+
+    torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     root = Path(args.output_dir)
     root.mkdir(parents=True, exist_ok=True)
-    print(f"[demo] preparing the tiny {args.family} model and sample data under {root}", flush=True)
-    model, datasets = prepare_inputs(root, args.family)
+    print(f"[demo] preparing the {args.preset} {args.family} model and the curriculum under {root}", flush=True)
+    model, datasets = prepare_inputs(root, seed=args.seed, preset=args.preset, family=args.family)
+    settings = stage_settings(args.pipeline)
+    print(f"[demo] format warm-up ({args.warmup_steps} steps, random answer letters) -> the base model", flush=True)
+    base = make_base(root, model, datasets, settings, args.warmup_steps)
     spec = load_pipeline(args.pipeline)
     names = [s.name for s in spec.stages]
     overrides = [f"{name}.dataset={datasets[name]}" for name in names if name in datasets] + list(args.override)
     code = run_pipeline(PipelineArguments(pipeline=args.pipeline, output_dir=str(root),
-                                          model_name_or_path=str(model), override=overrides))
+                                          model_name_or_path=str(base), override=overrides))
     print("\n[demo] summary (means over logged steps)")
     print(format_summary(root, names))
+    for name in names:
+        if (root / name / "log_history.json").is_file():
+            plot_stage(root / name)
     print(f"\nlogs:        {root}/<stage>/train.log, tensorboard: tensorboard --logdir {root}")
+    print(f"curves:      {root}/<stage>/report/curves.png")
     print(f"completions: {root}/<stage>/completions.jsonl")
     print("models:      " + ", ".join(str(root / n / FINAL_DIR) for n in names))
     if code:
         print("[demo] a stage failed; run the same command again to resume where it stopped")
         return code
     if args.evaluate:
-        print("\n[demo] answering the sample benchmark with the base model and each stage's model", flush=True)
-        models = {"base": model, **{n: root / n / FINAL_DIR for n in names}}
-        report = evaluate_models(root, models)
+        print("\n[demo] answering the held-out questions with the base model and each stage's model", flush=True)
+        models = {"base": base, **{n: root / n / FINAL_DIR for n in names}}
+        report = evaluate_models(root, models, settings)
+        table = learning_table(root, list(models))
         print(f"benchmark:   {report / 'report.md'} (scores.json, tasks.png); results in {root / 'eval'}")
+        print(f"\n{format_learning_table(table)}\n(written to {report / 'learning.json'}; "
+              f"{time.time() - started:.0f} s in all)")
     return 0

@@ -4,15 +4,18 @@ Everything is generated (PyAV encoders, numpy signals), so demos and tests run w
 Clips `clip_00`..`clip_13` carry an AAC tone of `300 + 100*i` Hz; `clip_14`.. have no audio track.
 Wavs `speech_XX.wav` are 16 kHz tones of `500 + 150*i` Hz with a little noise; `long_35s.wav` is 35 s.
 Multiple-answer questions store their letters concatenated in option order (e.g. "AC").
+`hs-rl make-sample-data DIR` also writes the learnable curriculum the demo trains on to DIR/curriculum
+(hs_rl/tools/curriculum.py); these HumanSense-shaped questions serve the evaluation and scoring tests.
 """
 from __future__ import annotations
 
 import json
 import random
 import wave
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -314,8 +317,12 @@ class SampleDataArguments:
 
 
 def run_make_sample_data(args: SampleDataArguments) -> int:
-    """CLI entry: write the sample data and say where it went."""
+    """CLI entry: write the sample data and the learnable curriculum (OUTPUT_DIR/curriculum), say where."""
+    from hs_rl.tools.curriculum import make_curriculum
+
     paths = make_sample_data(Path(args.output_dir), seed=args.seed)
     for key, path in paths.items():
         print(f"{key:20s} {path}")
+    for key, path in make_curriculum(Path(args.output_dir) / "curriculum", seed=args.seed).items():
+        print(f"{'curriculum_' + key:20s} {path}")
     return 0

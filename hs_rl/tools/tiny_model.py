@@ -5,8 +5,9 @@ Nothing is downloaded: the tokenizer is trained here with `tokenizers`, the proc
 complete model laid out like the released one (`Qwen2_5OmniForConditionalGeneration` with talker, token2wav and
 `spk_dict.pt`; or `Qwen3OmniMoeForConditionalGeneration` with an MoE thinker of a few experts, talker and
 code2wav) at the top of the output folder, and `thinker/` inside it (a thinker-only checkpoint), so the
-output folder itself is what `--model_name_or_path` takes. Presets: `tiny` (< 100k parameters, seconds on CPU)
-and `small` (tens of millions of parameters with the 7B model's encoder/LM proportions, for benchmarks).
+output folder itself is what `--model_name_or_path` takes. Presets: `tiny` (< 100k parameters, seconds on CPU),
+`demo` (what `hs-rl demo` trains: learns the curriculum in minutes on CPU) and `small` (tens of millions of
+parameters with the 7B model's encoder/LM proportions, for benchmarks).
 """
 from __future__ import annotations
 
@@ -35,6 +36,11 @@ PRESETS = {
                  # at the usual 0.02 a model this small outputs a near-uniform distribution whatever its input, so
                  # every prompt samples the same text; 0.3 makes its output depend on the prompt and its media
                  init=0.3),
+    # what `hs-rl demo` trains: a little more room than `tiny`, init 0.1 (its format warm-up, not the init, makes the
+    # first samples differ; at 0.02 a supervised check learned the curriculum half as fast), so that GRPO learns
+    # the curriculum in a minute or two per stage on CPU
+    "demo": dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, v_hidden=32, v_depth=1, v_heads=2,
+                 v_intermediate=64, a_hidden=32, a_layers=1, a_heads=2, a_ffn=64, vocab=640, init=0.1),
     # ~30M parameters; the 7B model's ratios (vision ~ 675M : audio ~ 640M : LM ~ 7B) scaled down
     "small": dict(hidden=512, layers=6, heads=8, kv_heads=2, intermediate=1536, v_hidden=256, v_depth=4, v_heads=4,
                   v_intermediate=512, a_hidden=256, a_layers=4, a_heads=4, a_ffn=1024, vocab=2048,
@@ -57,8 +63,9 @@ class TinyModelArguments:
     """Arguments of `hs-rl make-tiny-model`."""
 
     output_dir: str = field(metadata={"help": "Folder for the full Omni checkpoint (and `thinker/` inside it)."})
-    preset: Literal["tiny", "small"] = field(
-        default="tiny", metadata={"help": "tiny (<100k params) or small (tens of millions)."})
+    preset: Literal["tiny", "demo", "small", "recipe"] = field(default="tiny", metadata={
+        "help": "tiny (<100k params), demo (what hs-rl demo trains), small (tens of millions) or recipe (the "
+                "benchmark's proxy: real vocabulary, 7B encoder/LM proportion)."})
     family: Literal["qwen2_5_omni", "qwen3_omni"] = field(
         default="qwen2_5_omni", metadata={"help": "qwen2_5_omni or qwen3_omni (MoE thinker, DeepStack, "
                                                   "talker + code2wav)."})

@@ -3,8 +3,16 @@ from __future__ import annotations
 
 import pytest
 
-from hs_rl.data.answers import (PATTERN_TO_TYPE, extract_answer, normalize_key, option_letters, parse_letters,
-                           parse_number, question_type_from_pattern, score_answer)
+from hs_rl.data.answers import (
+    PATTERN_TO_TYPE,
+    extract_answer,
+    normalize_key,
+    option_letters,
+    parse_letters,
+    parse_number,
+    question_type_from_pattern,
+    score_answer,
+)
 
 OPTS = ["A. happy", "B. sad", "C. angry", "D. calm"]
 

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from hs_rl.data.benchmark_prompts import PromptSourceError, load_prompt_source
 from hs_rl.cli import main
-from hs_rl.eval.evaluate import EvalArguments, dump_prompts, load_questions
+from hs_rl.data.benchmark_prompts import PromptSourceError, load_prompt_source
 from hs_rl.data.prompts import DEFAULT_SYSTEM_PROMPT, question_text
+from hs_rl.eval.evaluate import EvalArguments, dump_prompts, load_questions
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 SRC = FIXTURES / "benchmark_src"
@@ -273,8 +273,8 @@ def test_eval_asks_with_the_benchmark_text_and_records_the_setting(tiny_model, s
     import dataclasses
 
     from hs_rl.eval.evaluate import data_arguments, evaluate, prepare
-    from hs_rl.grpo.model import load_processor
     from hs_rl.eval.scoring import ScoreArguments, score_files
+    from hs_rl.grpo.model import load_processor
 
     out = tmp_path / "paper.jsonl"
     args = EvalArguments(model=str(tiny_model["full"]), data=[str(sample_data["vqa_json"])], out=str(out),
@@ -308,9 +308,9 @@ def test_training_prompts_from_the_same_source(tmp_path):
     when think: true); a record the benchmark has no template for is refused before training, by id; a bad
     folder fails when the options are parsed."""
     from hs_rl.cli import build_parser, check_config_keys
-    from hs_rl.grpo.config import DataArguments
     from hs_rl.data.prompts import build_messages, check_prompt_source
     from hs_rl.data.records import Record
+    from hs_rl.grpo.config import DataArguments
 
     record = Record(id="r1", task_type="Emo_Strategy", modality="video_audio", question="How does she feel",
                     question_type="single_choice", answer="B", options=["A. happy", "B. sad", "C. calm"],

@@ -8,8 +8,15 @@ from pathlib import Path
 import pytest
 
 from hs_rl.data.answers import normalize_key
-from hs_rl.data.convert import (ConvertArguments, ConvertError, convert_file, convert_humansense, default_routing,
-                           load_routing, run_convert)
+from hs_rl.data.convert import (
+    ConvertArguments,
+    ConvertError,
+    convert_file,
+    convert_humansense,
+    default_routing,
+    load_routing,
+    run_convert,
+)
 from hs_rl.data.records import load_records, write_records
 
 

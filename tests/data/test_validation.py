@@ -11,7 +11,7 @@ import pytest
 from hs_rl.data import media
 from hs_rl.data.convert import convert_file
 from hs_rl.data.records import write_records
-from hs_rl.data.validation import (ValidateArguments, filter_valid, run_validate, validate_file, write_dropped)
+from hs_rl.data.validation import ValidateArguments, filter_valid, run_validate, validate_file, write_dropped
 
 OPTIONS = ["A. happy", "B. sad", "C. angry", "D. calm"]
 

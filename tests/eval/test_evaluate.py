@@ -9,10 +9,18 @@ import pytest
 import torch
 
 from hs_rl.cli import main
-from hs_rl.eval.evaluate import (EvalArguments, benchmark_fps, data_arguments, evaluate, generation_config,
-                            load_questions, prepare, read_done)
-from hs_rl.grpo.generation import prefill_rows
+from hs_rl.eval.evaluate import (
+    EvalArguments,
+    benchmark_fps,
+    data_arguments,
+    evaluate,
+    generation_config,
+    load_questions,
+    prepare,
+    read_done,
+)
 from hs_rl.eval.scoring import ScoreArguments, load_results, run_score, score_items
+from hs_rl.grpo.generation import prefill_rows
 
 FIELDS = {"id", "task_type", "question_type", "modality", "question", "options", "answer", "prediction",
           "extracted", "model", "think", "source", "index"}
@@ -128,8 +136,9 @@ def test_batched_equals_unbatched(omni_model, sample_data, tmp_path):
 
 def test_left_padded_logits_match_single_prompts(tiny_model, sample_data, tmp_path):
     """Logits of every decode step agree to float noise, which a wrong rope_deltas (e.g. +padding) breaks."""
-    from hs_rl.grpo.model import load_processor, load_thinker
     from transformers import GenerationConfig
+
+    from hs_rl.grpo.model import load_processor, load_thinker
 
     args = eval_args(tiny_model, sample_data, tmp_path / "x.jsonl", data=[str(mixed_benchmark(
         sample_data, tmp_path / "mixed.json"))])

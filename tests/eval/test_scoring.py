@@ -6,8 +6,8 @@ from collections import defaultdict
 
 import pytest
 
-from hs_rl.data.answers import PATTERN_TO_TYPE
 from hs_rl.cli import main
+from hs_rl.data.answers import PATTERN_TO_TYPE
 from hs_rl.eval.scoring import ScoreArguments, load_results, score_files
 
 OPTS = ["A. happy", "B. sad", "C. angry", "D. calm"]

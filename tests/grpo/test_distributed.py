@@ -60,7 +60,7 @@ def calls(log_dir: Path, rank: int) -> list[list[str]]:
 
 def test_two_processes_split_prompts_group_and_resume_inside_epoch_1(tiny_model, four_videos, tmp_path):
     from hs_rl.grpo.checkpoints import MARKER
-    from tests.test_resume import assert_same_run, metrics
+    from tests.grpo.test_resume import assert_same_run, metrics
 
     reward = tmp_path / "recording_reward.py"
     reward.write_text(RECORDING_REWARD)

@@ -19,8 +19,8 @@ def test_lora_stage_exports_merged_model_resumes_and_reruns(tiny_model, sample_d
     from transformers import Qwen2_5OmniForConditionalGeneration
 
     from hs_rl.data.convert import convert_file
-    from hs_rl.grpo.model import load_thinker
     from hs_rl.data.records import write_records
+    from hs_rl.grpo.model import load_thinker
 
     dataset = tmp_path / "video.jsonl"
     write_records([r for r in convert_file(sample_data["train_json"], media_root=sample_data["media_root"])

@@ -221,7 +221,8 @@ def test_batched_group_generation_matches_per_prompt_generate(buffered):
                           if getattr(row, k) is not None}
                 logits.clear()
                 thinker.model.rope_deltas = None
-                ref = thinker.generate(input_ids=row.input_ids[None], attention_mask=torch.ones_like(row.input_ids[None]),
+                ids = row.input_ids[None]
+                ref = thinker.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                        use_audio_in_video=row.use_audio_in_video, generation_config=greedy, **kwargs)
                 thinker.model.rope_deltas = None
                 assert completion == ref[0, row.input_ids.numel():].tolist()

@@ -167,8 +167,8 @@ def test_auto_skips_half_checkpoints_and_rotation_keeps_newest_complete(tmp_path
 def test_full_disk_during_save_then_resume(tiny_model, video_data, tmp_path, monkeypatch):
     import transformers.modeling_utils as modeling_utils
 
-    from hs_rl.grpo.checkpoints import MARKER
     from hs_rl.cli import build_parser
+    from hs_rl.grpo.checkpoints import MARKER
     from hs_rl.train import run_train
 
     args = ("--max_steps", "4", "--save_steps", "2")

@@ -225,8 +225,8 @@ def test_mask_truncated_completions_masks_the_loss(tiny_model, records, tmp_path
 def test_trainable_encoders_build_no_graph_in_no_grad_passes(tiny_model, records, sample_data):
     """With trainable towers (use_cache=False) the encoders follow the caller: a graph for the loss forward,
     none inside TRL's no-grad log-prob passes and generation (a throwaway graph there costs activation memory)."""
-    from hs_rl.grpo.config import DataArguments
     from hs_rl.data.prompt_media import prepare_prompt
+    from hs_rl.grpo.config import DataArguments
     from hs_rl.grpo.model import freeze_encoders, load_processor, load_thinker
     from hs_rl.grpo.omni_inputs import encode_media
 

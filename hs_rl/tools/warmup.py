@@ -1,0 +1,115 @@
+"""Format warm-up: a short supervised pass that teaches `<think>…</think><answer>L</answer>` and nothing else.
+
+A random model never samples the tags, so GRPO would see format and accuracy rewards of zero everywhere and
+no advantage to follow. This pass trains on the real prompts (media included, through the same `embed_rows` /
+`rope_positions` forward as the GRPO loss) with targets whose answer letter is drawn uniformly at random,
+independently of the media: it teaches the shape of an answer, and the model it makes answers at chance.
+It runs in transformers' `Trainer` (optimizer, schedule, seeding, saving are its own); only the loss is ours.
+"""
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import Trainer, TrainingArguments
+
+from hs_rl.data.records import Record
+from hs_rl.grpo.config import DataArguments
+from hs_rl.grpo.omni_inputs import PromptMedia, embed_rows, rope_positions, thinker_of
+
+THOUGHT = ""  # an empty thought: the shortest well-formed answer (12 tokens + end), so steps stay cheap
+
+
+def warmup_target(letter: str) -> str:
+    """The completion the warm-up teaches (the tokenizer's end-of-turn token is appended to it)."""
+    return f"<think>{THOUGHT}</think><answer>{letter}</answer>"
+
+
+class WarmupDataset(torch.utils.data.Dataset):
+    """`length` samples cycling over the prompts, each with a uniformly random letter among its options."""
+
+    def __init__(self, prompts: list[tuple[PromptMedia, Record]], tokenizer, length: int, seed: int):
+        rng = random.Random(seed)
+        end = tokenizer.eos_token
+        self.items = []
+        for i in range(length):
+            media, record = prompts[i % len(prompts)]
+            letter = rng.choice("ABCDE"[:max(len(record.options), 1)])
+            ids = tokenizer(warmup_target(letter) + end, add_special_tokens=False)["input_ids"]
+            self.items.append({"media": media, "target": torch.tensor(ids)})
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.items[index]
+
+
+def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Left-padded prompts then right-padded targets, as GRPO's loss forward lays them out."""
+    rows = [item["media"] for item in items]
+    width = max(r.input_ids.numel() for r in rows)
+    tail = max(item["target"].numel() for item in items)
+    ids = torch.zeros(len(items), width + tail, dtype=torch.long)
+    mask = torch.zeros_like(ids)
+    labels = torch.full_like(ids, -100)
+    for b, (row, item) in enumerate(zip(rows, items)):
+        p, t = row.input_ids.numel(), item["target"].numel()
+        ids[b, width - p:width], mask[b, width - p:width] = row.input_ids, 1
+        ids[b, width:width + t], mask[b, width:width + t] = item["target"], 1
+        labels[b, width:width + t] = item["target"]
+    return {"input_ids": ids, "attention_mask": mask, "labels": labels, "rows": rows, "prompt_width": width}
+
+
+class FormatWarmupTrainer(Trainer):
+    """transformers' Trainer with a loss over the target tokens of prompts carrying their own media."""
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        thinker = thinker_of(model)
+        rows, width = inputs["rows"], inputs["prompt_width"]
+        embeds = embed_rows(thinker, inputs["input_ids"], rows, use_cache=True, prompt_width=width)
+        positions = rope_positions(thinker, inputs["attention_mask"], rows, width)
+        outputs = model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"], position_ids=positions,
+                        labels=inputs["labels"])
+        return (outputs.loss, outputs) if return_outputs else outputs.loss
+
+
+def format_warmup(model_dir: str | Path, records: list[Record], output_dir: str | Path, *, steps: int = 150,
+                  batch_size: int = 8, learning_rate: float = 3e-3, seed: int = 0,
+                  data_args: DataArguments | None = None) -> Path:
+    """Train the format on `records`' prompts (random letters) and export the result to `output_dir/final`."""
+    from hs_rl.data.prompt_media import prepare_prompt
+    from hs_rl.grpo.export import FINAL_DIR, export_model, is_exported
+    from hs_rl.grpo.model import freeze_encoders, load_processor, load_thinker
+
+    output_dir = Path(output_dir)
+    final = output_dir / FINAL_DIR
+    if is_exported(final):
+        return final
+    torch.manual_seed(seed)
+    processor = load_processor(model_dir)
+    thinker = load_thinker(model_dir, "float32")
+    freeze_encoders(thinker)
+    data_args = data_args or DataArguments()
+    prompts = [(prepare_prompt(r, processor, data_args)[0], r) for r in records]
+    dataset = WarmupDataset(prompts, processor.tokenizer, steps * batch_size, seed)
+    args = TrainingArguments(
+        output_dir=str(output_dir), max_steps=steps, per_device_train_batch_size=batch_size,
+        learning_rate=learning_rate, lr_scheduler_type="cosine", warmup_steps=max(steps // 20, 1), seed=seed,
+        logging_steps=max(steps // 10, 1), save_strategy="no", report_to=[], use_cpu=True,
+        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True)
+    trainer = FormatWarmupTrainer(model=thinker, args=args, train_dataset=dataset, data_collator=collate)
+    trainer.train()
+    thinker_dir = output_dir / ".thinker"
+    trainer.save_model(str(thinker_dir))
+    processor.save_pretrained(str(thinker_dir))
+    export_model(thinker_dir, model_dir, final)
+    import json
+
+    (output_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=1))
+    import shutil
+
+    shutil.rmtree(thinker_dir, ignore_errors=True)
+    return final
