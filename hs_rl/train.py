@@ -57,8 +57,14 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     from hs_rl.data.dataset import build_train_dataset
     from hs_rl.data.prompts import check_prompt_source
     from hs_rl.grpo.checkpoints import check_generation_cycle
-    from hs_rl.grpo.model import (check_model_dir, check_model_modalities, freeze_encoders, freeze_experts,
-                                  load_processor, load_thinker)
+    from hs_rl.grpo.model import (
+        check_model_dir,
+        check_model_modalities,
+        freeze_encoders,
+        freeze_experts,
+        load_processor,
+        load_thinker,
+    )
     from hs_rl.grpo.trainer import OmniGRPOTrainer
     from hs_rl.rewards import get_rewards
     from hs_rl.rewards.guard import guard_reward

@@ -42,8 +42,8 @@ from trl.trainer import grpo_trainer as _trl_grpo
 
 from hs_rl.data.dataset import FirstUseSampler, prompt_count
 from hs_rl.grpo.checkpoints import load_saved_weights, loads_plain_weights, mark_complete
-from hs_rl.grpo.generation import generate_rows
 from hs_rl.grpo.families import family_of_dir
+from hs_rl.grpo.generation import generate_rows
 from hs_rl.grpo.omni_inputs import PromptMedia, lm_inputs, rope_positions, thinker_of
 from hs_rl.grpo.prefix_sharing import completion_masks_are_prefixes, shared_prefix_logps, splits_a_group, unsafe_reason
 from hs_rl.grpo.progress_recorder import ProgressRecorder

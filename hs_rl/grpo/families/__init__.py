@@ -15,8 +15,9 @@ Rope positions need no family code: both thinkers expose `model.get_rope_index` 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import torch
 

@@ -39,8 +39,12 @@ class Qwen25Omni(Family):
     # ---- tiny model ----------------------------------------------------------------------------------------
     def build_processor(self, tokenizer):
         """The real Qwen2.5-Omni processor around our tokenizer (Whisper features, Qwen2-VL video patches)."""
-        from transformers import (Qwen2_5OmniProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor,
-                                  WhisperFeatureExtractor)
+        from transformers import (
+            Qwen2_5OmniProcessor,
+            Qwen2VLImageProcessor,
+            Qwen2VLVideoProcessor,
+            WhisperFeatureExtractor,
+        )
 
         return Qwen2_5OmniProcessor(
             image_processor=Qwen2VLImageProcessor(), video_processor=Qwen2VLVideoProcessor(),
@@ -51,8 +55,11 @@ class Qwen25Omni(Family):
     def tiny_thinker_config(self, tokenizer, p: dict[str, Any]):
         """A Qwen2.5-Omni thinker config of the preset's size whose special ids match `tokenizer`."""
         from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (
-            Qwen2_5OmniAudioEncoderConfig, Qwen2_5OmniTextConfig, Qwen2_5OmniThinkerConfig,
-            Qwen2_5OmniVisionEncoderConfig)
+            Qwen2_5OmniAudioEncoderConfig,
+            Qwen2_5OmniTextConfig,
+            Qwen2_5OmniThinkerConfig,
+            Qwen2_5OmniVisionEncoderConfig,
+        )
 
         init = p.get("init", 0.02)
         ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in self.special_tokens.items()}
@@ -93,8 +100,12 @@ class Qwen25Omni(Family):
     def tiny_full_config(self, thinker, tokenizer):
         """A complete Omni config: our thinker plus a minimal talker and token2wav (sub-config objects)."""
         from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (
-            Qwen2_5OmniBigVGANConfig, Qwen2_5OmniConfig, Qwen2_5OmniDiTConfig, Qwen2_5OmniTalkerConfig,
-            Qwen2_5OmniToken2WavConfig)
+            Qwen2_5OmniBigVGANConfig,
+            Qwen2_5OmniConfig,
+            Qwen2_5OmniDiTConfig,
+            Qwen2_5OmniTalkerConfig,
+            Qwen2_5OmniToken2WavConfig,
+        )
 
         text = thinker.text_config
         talker = Qwen2_5OmniTalkerConfig(

@@ -14,7 +14,8 @@ What differs from Qwen2.5-Omni, and how hs-rl honours it:
 """
 from __future__ import annotations
 
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 import torch
 
@@ -80,8 +81,12 @@ class Qwen3Omni(Family):
     # ---- tiny model ----------------------------------------------------------------------------------------
     def build_processor(self, tokenizer):
         """The real Qwen3-Omni processor around our tokenizer (Whisper features, Qwen2-VL video patches of 16 px)."""
-        from transformers import (Qwen2VLImageProcessor, Qwen2VLVideoProcessor, Qwen3OmniMoeProcessor,
-                                  WhisperFeatureExtractor)
+        from transformers import (
+            Qwen2VLImageProcessor,
+            Qwen2VLVideoProcessor,
+            Qwen3OmniMoeProcessor,
+            WhisperFeatureExtractor,
+        )
 
         return Qwen3OmniMoeProcessor(
             image_processor=Qwen2VLImageProcessor(patch_size=16), video_processor=Qwen2VLVideoProcessor(patch_size=16),
@@ -92,8 +97,11 @@ class Qwen3Omni(Family):
     def tiny_thinker_config(self, tokenizer, p: dict[str, Any]):
         """A Qwen3-Omni thinker config of the preset's size (a few experts, DeepStack on the first LM layers)."""
         from transformers.models.qwen3_omni_moe.configuration_qwen3_omni_moe import (
-            Qwen3OmniMoeAudioEncoderConfig, Qwen3OmniMoeTextConfig, Qwen3OmniMoeThinkerConfig,
-            Qwen3OmniMoeVisionEncoderConfig)
+            Qwen3OmniMoeAudioEncoderConfig,
+            Qwen3OmniMoeTextConfig,
+            Qwen3OmniMoeThinkerConfig,
+            Qwen3OmniMoeVisionEncoderConfig,
+        )
 
         init = p.get("init", 0.02)
         ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in self.special_tokens.items()}
@@ -139,8 +147,12 @@ class Qwen3Omni(Family):
     def tiny_full_config(self, thinker, tokenizer):
         """Our thinker plus a minimal MoE talker (with code predictor) and code2wav, as the released layout."""
         from transformers.models.qwen3_omni_moe.configuration_qwen3_omni_moe import (
-            Qwen3OmniMoeCode2WavConfig, Qwen3OmniMoeConfig, Qwen3OmniMoeTalkerCodePredictorConfig,
-            Qwen3OmniMoeTalkerConfig, Qwen3OmniMoeTalkerTextConfig)
+            Qwen3OmniMoeCode2WavConfig,
+            Qwen3OmniMoeConfig,
+            Qwen3OmniMoeTalkerCodePredictorConfig,
+            Qwen3OmniMoeTalkerConfig,
+            Qwen3OmniMoeTalkerTextConfig,
+        )
 
         groups, codebook = 4, 64
         # codec ids: codes below `codebook`; generate suppresses the top 1024 ids but the end-of-speech one, so the
