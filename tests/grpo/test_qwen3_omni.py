@@ -83,13 +83,17 @@ def test_eval_answers_a_sample_benchmark(tiny_qwen3_model, sample_data, tmp_path
 
 
 def test_demo_runs_three_stages(tmp_path, capsys):
-    """`hs-rl demo --family qwen3_omni`: three chained stages, each final a full Qwen3-Omni the next trains from."""
+    """`hs-rl demo --family qwen3_omni`: the shared demo (curriculum, format warm-up through the family's forward,
+    stages/demo) on a demo-sized Qwen3-Omni; each final a full Qwen3-Omni the next trains from."""
     from hs_rl.tools.demo import DemoArguments, run_demo
 
-    args = DemoArguments(output_dir=str(tmp_path), family="qwen3_omni", override=["max_steps=1"], evaluate=False)
+    args = DemoArguments(output_dir=str(tmp_path), family="qwen3_omni", override=["max_steps=1"], warmup_steps=1,
+                         evaluate=False)
     assert run_demo(args) == 0
     out = capsys.readouterr().out
     assert "summary" in out and "stage3_video_audio" in out
+    for name in ("model", "base/final"):
+        assert json.loads((tmp_path / name / "config.json").read_text())["model_type"] == "qwen3_omni_moe"
     for name in ("stage1_video", "stage2_audio", "stage3_video_audio"):
         config = json.loads((tmp_path / name / "final" / "config.json").read_text())
         assert config["architectures"] == ["Qwen3OmniMoeForConditionalGeneration"]
