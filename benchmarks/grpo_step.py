@@ -3,6 +3,11 @@
     python benchmarks/grpo_step.py --quick --recipe   # recipe settings (below), 5 measured steps, < 8 min on 2 cores
     python benchmarks/grpo_step.py --quick            # tiny + small presets, G=8, 3 measured steps, < 5 min on 2 cores
     python benchmarks/grpo_step.py --steps 8          # more measured steps
+    python benchmarks/grpo_step.py --family qwen3_omni --quick   # the same on tiny/small Qwen3-Omni presets
+
+With `--family qwen3_omni` the router aux loss is off in every mode (`router_aux_loss_coef: 0`: the baselines
+compute none, so all do the same work); ours runs the plain per-row forward there (packed groups refuse
+Qwen3-Omni's DeepStack inputs, see hs_rl/grpo/prefix_sharing.py).
 
 On a machine shared with other jobs, run it with OMP_NUM_THREADS=1 (one torch thread per mode process): with
 two threads on two cores one of which is busy, torch's thread pool waits on the busy core and a step's time
@@ -82,14 +87,15 @@ STEP_TAG, DONE_TAG = "@@STEP ", "@@DONE "
 
 # ------------------------------------------------------------------------------------------- set-up
 
-def prepare(workdir: Path, preset: str, prompts_needed: int):
+def prepare(workdir: Path, preset: str, prompts_needed: int, family: str = "qwen2_5_omni"):
     """Model folder and a JSONL of `prompts_needed` video_audio records (the longest prompts of the sample data)."""
     from hs_rl.data.convert import convert_file
     from hs_rl.data.records import write_records
     from hs_rl.tools.sample_data import make_sample_data
     from hs_rl.tools.tiny_model import make_tiny_model
 
-    model = make_tiny_model(workdir / f"model-{preset}", preset=preset)
+    name = f"model-{preset}" if family == "qwen2_5_omni" else f"model-{family}-{preset}"
+    model = make_tiny_model(workdir / name, preset=preset, family=family)
     data = make_sample_data(workdir / "data")
     records = [r for r in convert_file(data["train_json"], media_root=data["media_root"])
                if r.modality == "video_audio"]
@@ -112,16 +118,18 @@ def make_trainer(model_dir: Path, data_file: Path, out: Path, args, workers: int
         max_steps=args.steps + 1, use_cpu=True, bf16=False, report_to=[], seed=0, save_strategy="no",
         logging_steps=1, shuffle_dataset=False, reward_funcs=["format", "accuracy"], learning_rate=1e-6,
         gradient_checkpointing=bool(args.recipe), dataloader_num_workers=workers, completions_log=False,
-        temperature=1.0, disable_tqdm=True, shared_prefix=shared_prefix)
+        temperature=1.0, disable_tqdm=True, shared_prefix=shared_prefix,
+        router_aux_loss_coef=0.0 if args.family == "qwen3_omni" else None)
     model = OmniModelConfig(model_name_or_path=str(model_dir), dtype="float32")
     trainer = build_trainer(data, config, model)
     # A random model samples media placeholder/boundary ids; a plain HF forward would then count them as media slots.
     # Suppressed in every mode alike, so the baselines' forwards stay valid and all modes sample the same way.
     # EOS is suppressed too: every completion is max_completion_length tokens long in every mode.
-    from hs_rl.tools.tiny_model import SPECIAL_TOKENS
+    from hs_rl.grpo.families import get_family
 
     tokenizer = trainer.processing_class.tokenizer
-    suppressed = {tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS.values()} | set(trainer.eos_token_ids)
+    special = get_family(args.family).special_tokens.values()
+    suppressed = {tokenizer.convert_tokens_to_ids(t) for t in special} | set(trainer.eos_token_ids)
     suppressed |= {tokenizer.eos_token_id, tokenizer.pad_token_id}
     trainer.generation_config.suppress_tokens = sorted(i for i in suppressed if i is not None)
     return trainer
@@ -528,8 +536,8 @@ def child(args) -> None:
     torch.manual_seed(0)
     _compact_lm_head()
     workdir = Path(args.workdir)
-    model_dir, data_file, records = prepare(workdir, args.preset, args.prompts * (args.steps + 1))
-    out = workdir / f"out-{args.preset}-{args.mode}"
+    model_dir, data_file, records = prepare(workdir, args.preset, args.prompts * (args.steps + 1), args.family)
+    out = workdir / f"out-{args.family}-{args.preset}-{args.mode}"
     ours = args.mode.startswith("ours")
     trainer = make_trainer(model_dir, data_file, out, args, workers=1 if ours else 0,
                            shared_prefix=args.mode != "ours_noshare")
@@ -595,8 +603,9 @@ def run_preset(args, preset: str, modes: tuple[str, ...], workdir: Path) -> dict
     for mode in modes:
         cmd = [sys.executable, __file__, "--mode", mode, "--preset", preset, "--G", str(args.G),
                "--prompts", str(args.prompts), "--completion", str(args.completion), "--frames", str(args.frames),
-               "--steps", str(args.steps), "--workdir", str(workdir)] + (["--recipe"] if args.recipe else [])
-        logs[mode] = open(workdir / f"log-{preset}-{mode}.txt", "w")
+               "--steps", str(args.steps), "--workdir", str(workdir), "--family", args.family]
+        cmd += ["--recipe"] if args.recipe else []
+        logs[mode] = open(workdir / f"log-{args.family}-{preset}-{mode}.txt", "w")
         procs[mode] = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=logs[mode],
                                        text=True, bufsize=1)
     try:
@@ -673,6 +682,8 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=4, help="video_max_frames")
     parser.add_argument("--steps", type=int, default=None, help="measured steps (after one warm-up)")
     parser.add_argument("--workdir", default="/tmp/hs_rl_bench")
+    parser.add_argument("--family", default="qwen2_5_omni", choices=("qwen2_5_omni", "qwen3_omni"),
+                        help="model family of the presets")
     parser.add_argument("--mode", choices=MODES + RECIPE_MODES, help=argparse.SUPPRESS)
     parser.add_argument("--preset", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -690,7 +701,7 @@ def main(argv=None) -> int:
     began = time.time()
     load = os.getloadavg()
     kind = " (recipe settings)" if args.recipe else ""
-    print(f"GRPO step benchmark{kind}: G={args.G}, {args.prompts} prompt(s)/step, "
+    print(f"GRPO step benchmark ({args.family}){kind}: G={args.G}, {args.prompts} prompt(s)/step, "
           f"completions of exactly {args.completion} tokens, {args.steps} measured step(s) after 1 warm-up, modes "
           f"interleaved, gradient checkpointing {'on' if args.recipe else 'off'}, beta {0.1 if args.recipe else 0.04}, "
           f"CPU only, {os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
@@ -698,7 +709,8 @@ def main(argv=None) -> int:
           flush=True)
     ratios = defaultdict(list)
     for preset in presets:
-        prepare(workdir, preset, args.prompts * (args.steps + 1))  # once here, before the mode processes read it
+        # once here, before the mode processes read it
+        prepare(workdir, preset, args.prompts * (args.steps + 1), args.family)
         results = run_preset(args, preset, modes, workdir)
         summaries = {mode: summarize(results[mode]) for mode in modes}
         for mode in modes:

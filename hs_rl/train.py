@@ -57,7 +57,14 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     from hs_rl.data.dataset import build_train_dataset
     from hs_rl.data.prompts import check_prompt_source
     from hs_rl.grpo.checkpoints import check_generation_cycle
-    from hs_rl.grpo.model import check_model_dir, check_model_modalities, freeze_encoders, load_processor, load_thinker
+    from hs_rl.grpo.model import (
+        check_model_dir,
+        check_model_modalities,
+        freeze_encoders,
+        freeze_experts,
+        load_processor,
+        load_thinker,
+    )
     from hs_rl.grpo.trainer import OmniGRPOTrainer
     from hs_rl.rewards import get_rewards
     from hs_rl.rewards.guard import guard_reward
@@ -85,6 +92,8 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     processor = load_processor(model_args.model_name_or_path)
     model = load_thinker(model_args.model_name_or_path, model_args.dtype, model_args.attn_implementation)
     freeze_encoders(model, vision=config.freeze_vision_encoder, audio=config.freeze_audio_encoder)
+    if config.freeze_experts:
+        logger.info("freeze_experts: %d expert weight tensors frozen", freeze_experts(model))
     dataset = build_train_dataset(records, processor, data_args)
     peft_config = None
     if model_args.use_peft:

@@ -24,3 +24,20 @@ def tiny_model(tmp_path_factory) -> dict[str, Path]:
     from hs_rl.tools.tiny_model import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny_model"))
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_model(tmp_path_factory) -> dict[str, Path]:
+    """The tiny Qwen3-Omni (`make_tiny_model(..., family="qwen3_omni")`): keys `full` and `thinker`."""
+    from hs_rl.tools.tiny_model import make_tiny_model
+
+    return make_tiny_model(tmp_path_factory.mktemp("tiny_qwen3_model"), family="qwen3_omni")
+
+
+FAMILIES = ("qwen2_5_omni", "qwen3_omni")
+
+
+@pytest.fixture(scope="session", params=FAMILIES)
+def omni_model(request) -> dict[str, Path]:
+    """The tiny model of each family in turn (tests that hold for both families take this one)."""
+    return request.getfixturevalue("tiny_model" if request.param == "qwen2_5_omni" else "tiny_qwen3_model")

@@ -18,6 +18,17 @@ class PromptTooLongError(ValueError):
     """A prompt whose media and text exceed `max_prompt_length`."""
 
 
+def video_sampling_for(processor, data_args: DataArguments):
+    """The sampling rules with frame sides in multiples of the processor's patch x merge (28 for Qwen2.5-Omni, 32
+    for Qwen3-Omni), since frames reach it already resized (`do_resize=False`)."""
+    from dataclasses import replace
+
+    sampling = data_args.video_sampling()
+    video = getattr(processor, "video_processor", None)
+    patch, merge = getattr(video, "patch_size", None), getattr(video, "merge_size", None)
+    return replace(sampling, image_factor=patch * merge) if patch and merge else sampling
+
+
 def processor_inputs(record: Record, processor, data_args: DataArguments,
                      messages: list[dict] | None = None) -> tuple[dict[str, Any], list[dict]]:
     """Decode the record's media and build the keyword arguments of ONE processor call for its prompt.
@@ -30,7 +41,7 @@ def processor_inputs(record: Record, processor, data_args: DataArguments,
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     kwargs: dict[str, Any] = {"text": [text], "return_tensors": "pt"}
     if has_video(record.modality):
-        clip = load_video(record.video, data_args.video_sampling())
+        clip = load_video(record.video, video_sampling_for(processor, data_args))
         kwargs["videos"] = [clip.frames]
         kwargs["videos_kwargs"] = {"fps": clip.sample_fps, "do_resize": False, "do_sample_frames": False}
         if record.modality == "video_audio":

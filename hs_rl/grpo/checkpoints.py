@@ -201,7 +201,10 @@ def load_saved_weights(model, folder: Path) -> None:
     by_identity = {id(tensor): name for name, tensor in own.items()}
     module_name = {saved: by_identity[id(tensor)] for saved, tensor in saved_names.items() if id(tensor) in by_identity}
     if len(module_name) != len(own):
-        raise RuntimeError("cannot map this model's saved weight names back to its modules (not a pure renaming)")
+        # not a pure renaming (an MoE thinker's experts are saved one by one and fused in memory, Qwen3-Omni):
+        # let transformers' own loader apply the conversions, then copy the weights over
+        _load_through_from_pretrained(model, folder)
+        return
     loaded: dict[str, Any] = {}
     for path in sorted(folder.glob("*.safetensors")):
         with safe_open(path, "pt") as handle:
@@ -213,3 +216,15 @@ def load_saved_weights(model, folder: Path) -> None:
         raise RuntimeError(f"checkpoint {folder} lacks {len(missing)} weight(s) of the model, e.g. {missing[:3]}")
     model.load_state_dict(loaded, strict=True)
     logger.info("loaded %d tensors from %s", len(loaded), folder)
+
+
+def _load_through_from_pretrained(model, folder: Path) -> None:
+    """Load `folder` with the model class's `from_pretrained` (which converts saved names and layouts) and copy
+    every tensor into `model`; every weight must be found."""
+    fresh, info = type(model).from_pretrained(folder, dtype=next(model.parameters()).dtype,
+                                              output_loading_info=True)
+    if info["missing_keys"]:
+        missing = sorted(info["missing_keys"])
+        raise RuntimeError(f"checkpoint {folder} lacks {len(missing)} weight(s) of the model, e.g. {missing[:3]}")
+    model.load_state_dict(fresh.state_dict(), strict=True)
+    logger.info("loaded %s through from_pretrained (converted weight layout)", folder)

@@ -58,6 +58,9 @@ class OmniGRPOConfig(GRPOConfig):
                                         "them."})
     freeze_vision_encoder: bool = field(default=True, metadata={"help": "Keep the vision tower frozen."})
     freeze_audio_encoder: bool = field(default=True, metadata={"help": "Keep the audio tower frozen."})
+    freeze_experts: bool = field(
+        default=False, metadata={"help": "MoE thinkers (Qwen3-Omni): keep the LM's expert weights frozen and train "
+                                         "attention, routers and the rest (no effect on a dense LM)."})
     reward_errors: Literal["raise", "zero"] = field(
         default="raise", metadata={"help": "raise: a reward exception stops the run; zero: it scores 0, counted."})
     completions_log: bool = field(
@@ -66,7 +69,7 @@ class OmniGRPOConfig(GRPOConfig):
         default=True, metadata={"help": "Pack each micro-batch of whole groups into one sequence: a group's prompt "
                                         "runs once, its completions attend to it (exact; works with gradient "
                                         "checkpointing, ZeRO-3 and LoRA; a micro-batch that splits a group uses the "
-                                        "plain per-row forward)."})
+                                        "plain per-row forward; Qwen3-Omni: refused, DeepStack)."})
     keep_adapter: bool = field(
         default=False, metadata={"help": "LoRA (use_peft): also keep the adapter in OUTPUT_DIR/final_adapter; final/ "
                                          "always holds the merged model."})

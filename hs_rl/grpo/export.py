@@ -1,6 +1,8 @@
-"""A stage's final model as a full Qwen2.5-Omni folder: the trained thinker plus the base model's talker,
-token2wav and `spk_dict.pt`, so that `Qwen2_5OmniForConditionalGeneration.from_pretrained(final)` works and the
-next stage trains from it. Upstream users copied `spk_dict.pt` by hand; here it travels with every export.
+"""A stage's final model as a full Omni folder of the base model's family: the trained thinker plus the base
+model's other parts — Qwen2.5-Omni: talker, token2wav and `spk_dict.pt`; Qwen3-Omni: talker (with its code
+predictor) and code2wav — so that the family's full class (`Qwen2_5OmniForConditionalGeneration`,
+`Qwen3OmniMoeForConditionalGeneration`) `.from_pretrained(final)` works and the next stage trains from it.
+Upstream users copied `spk_dict.pt` by hand; here it travels with every export.
 
 The folder is built beside its destination, verified, then renamed into place: `final/` either does not exist
 or is a complete, loadable model. A thinker-only base exports thinker-only (there is no talker to carry over).
@@ -17,10 +19,11 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from hs_rl.atomic_files import atomic_write, fsync_dir
+from hs_rl.grpo.families import family_of_dir
 
 logger = logging.getLogger(__name__)
 
-FULL_ARCHITECTURE = "Qwen2_5OmniForConditionalGeneration"
+FULL_ARCHITECTURE = "Qwen2_5OmniForConditionalGeneration"  # Qwen2.5-Omni's; each family names its own
 EXPORT_MARKER = "hs_rl_export.json"
 FINAL_DIR = "final"  # a stage's exported model: OUTPUT_DIR/final
 ADAPTER_DIR = "final_adapter"  # a LoRA stage's adapter, with keep_adapter: OUTPUT_DIR/final_adapter
@@ -30,9 +33,9 @@ FULL_LOAD_BYTES = 2 << 30  # verify by a real from_pretrained up to this size; b
 
 
 def is_full_omni(model_dir: str | Path) -> bool:
-    """Whether a folder holds the full Omni model (talker and token2wav), from its config."""
+    """Whether a folder holds the full Omni model of its family (talker and token2wav/code2wav), from its config."""
     config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    return FULL_ARCHITECTURE in (config.get("architectures") or [])
+    return family_of_dir(model_dir).full_class_name in (config.get("architectures") or [])
 
 
 def _weight_files(model_dir: Path) -> list[Path]:
@@ -94,23 +97,24 @@ def _copy_side_files(source: Path, destination: Path) -> None:
 
 def verify_full(folder: Path, thinker_dir: Path, expected: dict[str, torch.Tensor],
                 base_dir: Path | None = None) -> None:
-    """Check the export loads as `Qwen2_5OmniForConditionalGeneration` and its thinker equals the trained one.
+    """Check the export loads as the family's full class and its thinker equals the trained one.
 
     Small models are loaded for real (no missing or unexpected weights; thinker parameters equal those of the
     trained thinker loaded the same way). Large ones are not materialized twice: the config must load, the
     files must hold exactly the expected tensor names, and the saved thinker tensors must equal the trained.
     """
-    from transformers import AutoConfig, Qwen2_5OmniForConditionalGeneration, Qwen2_5OmniThinkerForConditionalGeneration
+    from transformers import AutoConfig
 
+    family = family_of_dir(folder)
     size = sum(p.stat().st_size for p in _weight_files(folder))
     if size <= FULL_LOAD_BYTES:
-        model = Qwen2_5OmniForConditionalGeneration.from_pretrained(folder, dtype="auto")
-        if base_dir is not None:  # talker and token2wav carried over unchanged (nothing left randomly initialized)
-            base = Qwen2_5OmniForConditionalGeneration.from_pretrained(base_dir, dtype="auto").state_dict()
+        model = family.full_class.from_pretrained(folder, dtype="auto")
+        if base_dir is not None:  # talker etc. carried over unchanged (nothing left randomly initialized)
+            base = family.full_class.from_pretrained(base_dir, dtype="auto").state_dict()
             for key, value in model.state_dict().items():
                 if not key.startswith("thinker.") and not torch.equal(value, base[key].to(value.dtype)):
                     raise RuntimeError(f"export check: {key} differs from the base model's")
-        trained = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(thinker_dir, dtype="auto").state_dict()
+        trained = family.thinker_class.from_pretrained(thinker_dir, dtype="auto").state_dict()
         loaded = model.thinker.state_dict()
         if set(loaded) != set(trained):
             differ = sorted(set(loaded) ^ set(trained))[:5]
@@ -181,13 +185,14 @@ def export_model(thinker_dir: str | Path, base_dir: str | Path, destination: str
     if is_full_omni(base_dir):
         trained = thinker_tensors(thinker_dir)
         others = read_tensors(base_dir, keep=lambda key: not key.startswith("thinker."))
-        _copy_side_files(base_dir, tmp)  # full config, spk_dict.pt, processor as the base had them
+        _copy_side_files(base_dir, tmp)  # full config, spk_dict.pt (2.5), processor as the base had them
         for name in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "processor_config.json",
                      "preprocessor_config.json", "special_tokens_map.json", "generation_config.json"):
             if name != "generation_config.json" and (thinker_dir / name).is_file():
                 shutil.copy2(thinker_dir / name, tmp / name)  # the processor the stage trained with
         save_sharded({**others, **trained}, tmp)
-        missing = [name for name in ("spk_dict.pt",) if (base_dir / name).is_file() and not (tmp / name).is_file()]
+        missing = [name for name in family_of_dir(base_dir).side_files
+                   if (base_dir / name).is_file() and not (tmp / name).is_file()]
         if missing:
             raise RuntimeError(f"export: {missing} not copied from {base_dir}")
         verify_full(tmp, thinker_dir, trained, base_dir)

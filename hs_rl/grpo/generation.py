@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from hs_rl.grpo.omni_inputs import PromptMedia, embed_rows, prompt_groups, prompt_rope, rope_positions
+from hs_rl.grpo.omni_inputs import PromptMedia, lm_inputs, prompt_groups, prompt_rope, rope_positions
 
 
 def prefill_rows(thinker, rows: list[PromptMedia], pad_id: int, *, encoders_frozen: bool = True,
@@ -32,11 +32,11 @@ def prefill_rows(thinker, rows: list[PromptMedia], pad_id: int, *, encoders_froz
         mask[b, width - row.input_ids.numel():] = 1
     firsts = torch.tensor(first, device=device)
     group_rows = [rows[i] for i in first]
-    embeds = embed_rows(thinker, input_ids[firsts], group_rows, use_cache=encoders_frozen, prompt_width=width,
-                        run_all_towers=run_all_towers)
+    inputs = lm_inputs(thinker, input_ids[firsts], group_rows, use_cache=encoders_frozen, prompt_width=width,
+                       run_all_towers=run_all_towers, columns=slice(None, -1))
     positions = rope_positions(thinker, mask[firsts], group_rows, width)
-    prefill = thinker.model(inputs_embeds=embeds[:, :-1], position_ids=positions[:, :, :-1],
-                            attention_mask=mask[firsts, :-1], use_cache=True)
+    prefill = thinker.model(**inputs, position_ids=positions[:, :, :-1], attention_mask=mask[firsts, :-1],
+                            use_cache=True)
     cache = prefill.past_key_values
     if len(first) != len(rows):
         cache.batch_select_indices(torch.tensor(group_of_row, device=device))

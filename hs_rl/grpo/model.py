@@ -1,7 +1,9 @@
-"""Load the Qwen2.5-Omni thinker and its processor from a local folder, and freeze what is not trained.
+"""Load an Omni thinker (Qwen2.5-Omni or Qwen3-Omni) and its processor from a local folder, and freeze what is
+not trained.
 
-Both layouts of a checkpoint work: a full `Qwen2_5OmniForConditionalGeneration` folder (weights under
-`thinker.`, plus talker and token2wav) and a thinker-only folder. Nothing is fetched from a hub.
+The family is read from the folder's config.json (`model_type`, see hs_rl.grpo.families), never from its path.
+Both layouts of a checkpoint work: a full folder (weights under `thinker.`, plus talker and token2wav/code2wav)
+and a thinker-only folder. Nothing is fetched from a hub.
 """
 from __future__ import annotations
 
@@ -9,7 +11,9 @@ import json
 from pathlib import Path
 
 import torch
-from transformers import AutoProcessor, Qwen2_5OmniThinkerForConditionalGeneration
+from transformers import AutoProcessor
+
+from hs_rl.grpo.families import family_of, family_of_dir, family_of_model_type
 
 
 def check_model_dir(path: str | Path) -> Path:
@@ -22,18 +26,18 @@ def check_model_dir(path: str | Path) -> Path:
     return folder
 
 
-OMNI_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker")
+OMNI_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker", "qwen3_omni_moe", "qwen3_omni_moe_thinker")
 
 
 def check_model_modalities(path: str | Path, modalities: set[str]) -> None:
     """Refuse, before loading weights, a checkpoint that cannot take the dataset's modalities."""
     config = json.loads((check_model_dir(path) / "config.json").read_text(encoding="utf-8"))
     model_type = config.get("model_type")
-    if model_type in OMNI_MODEL_TYPES:
+    if family_of_model_type(model_type) is not None:
         return
     needs = ", ".join(sorted(modalities)) or "video/audio"
-    raise ValueError(f"model {path} is a {model_type!r} checkpoint; hs-rl trains Qwen2.5-Omni (model_type "
-                     f"{' or '.join(OMNI_MODEL_TYPES)}), which the dataset's modalities ({needs}) need")
+    raise ValueError(f"model {path} is a {model_type!r} checkpoint; hs-rl trains Qwen2.5-Omni and Qwen3-Omni "
+                     f"(model_type {' or '.join(OMNI_MODEL_TYPES)}), which the dataset's modalities ({needs}) need")
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device | None = None) -> torch.dtype | str:
@@ -53,20 +57,31 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device | None =
 
 
 def load_thinker(path: str | Path, dtype: str | torch.dtype | None = None,
-                 attn_implementation: str | None = None) -> Qwen2_5OmniThinkerForConditionalGeneration:
-    """The thinker, from a full Omni folder or a thinker-only one (SDPA unless told otherwise)."""
+                 attn_implementation: str | None = None):
+    """The thinker of the folder's family, from a full Omni folder or a thinker-only one (SDPA unless told)."""
     folder = check_model_dir(path)
-    return Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(
+    return family_of_dir(folder).thinker_class.from_pretrained(
         folder, dtype=resolve_dtype(dtype), attn_implementation=attn_implementation or "sdpa")
 
 
 def load_processor(path: str | Path):
-    """The checkpoint's own Qwen2.5-Omni processor (tokenizer, chat template, video and audio processors)."""
+    """The checkpoint's own processor (tokenizer, chat template, video and audio processors)."""
     return AutoProcessor.from_pretrained(check_model_dir(path))
 
 
 def freeze_encoders(thinker, vision: bool = True, audio: bool = True) -> None:
     """Stop gradients into the vision and/or audio towers (the recipe trains the language model only)."""
-    for module, frozen in ((thinker.model.visual, vision), (thinker.model.audio_tower, audio)):
-        for parameter in module.parameters():
+    towers = family_of(thinker).towers(thinker)
+    for name, frozen in (("vision", vision), ("audio", audio)):
+        for parameter in towers[name].parameters():
             parameter.requires_grad_(not frozen)
+
+
+def freeze_experts(thinker, frozen: bool = True) -> int:
+    """Stop (or allow) gradients into the LM's MoE expert weights; returns how many tensors it touched (0 for a
+    dense LM). Attention, routers and shared parts stay trainable."""
+    count = 0
+    for parameter in family_of(thinker).expert_parameters(thinker):
+        parameter.requires_grad_(not frozen)
+        count += 1
+    return count

@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from hs_rl.grpo.families import family_of
+
 MEDIA_KEYS = ("pixel_values_videos", "video_grid_thw", "video_second_per_grid", "input_features",
               "feature_attention_mask")
 
@@ -59,7 +61,7 @@ class PromptMedia:
 
 
 def thinker_of(model: torch.nn.Module) -> torch.nn.Module:
-    """The Qwen2.5-Omni thinker inside whatever wraps it (DDP, DeepSpeed engine, PEFT)."""
+    """The Omni thinker inside whatever wraps it (DDP, DeepSpeed engine, PEFT)."""
     while True:
         if hasattr(model, "get_base_model") and model.__class__.__name__.startswith("Peft"):
             model = model.get_base_model()
@@ -85,41 +87,45 @@ def prompt_groups(rows: list[PromptMedia]) -> tuple[list[int], list[int]]:
 
 def encode_media(thinker, rows: list[PromptMedia], *, use_cache: bool,
                  run_all_towers: bool) -> tuple[list[dict], torch.Tensor | None]:
-    """Video and audio encoder outputs of each distinct row, as {"video": (n, H), "audio": (m, H)}.
+    """Video and audio encoder outputs of each distinct row, as {"video": (n, H), "audio": (m, H)} plus, for a
+    family with DeepStack, {"deepstack": [(n, H) per injected LM layer]}.
 
     With `use_cache` (encoders frozen) a prompt is encoded once and its outputs are reused by every row of
     its group and every forward pass of the step. With `run_all_towers` (ZeRO-3) both towers run on every
     call, on a dummy input when no row needs them, so that all ranks gather the same parameters.
     """
+    family = family_of(thinker)
     distinct = list({id(r): r for r in rows}.values())
     todo = [r for r in distinct if not (use_cache and "encoded" in r.cache)]
-    model = thinker.model
     video_rows = [r for r in todo if r.has_video]
     audio_rows = [r for r in todo if r.has_audio]
-    results: dict[int, dict[str, list[torch.Tensor]]] = {id(r): {} for r in todo}
+    results: dict[int, dict[str, list]] = {id(r): {} for r in todo}
     dummies: list[torch.Tensor] = []
     # frozen towers never need a graph; trainable ones follow the caller (no graph inside a no-grad pass)
     context = torch.no_grad() if use_cache else contextlib.nullcontext()
     with context:
         if video_rows or run_all_towers:
             pixels, grids, owners = _video_batch(video_rows, thinker)
-            feats = model.get_video_features(pixels, grids, return_dict=True).pooler_output
-            for owner, feat in zip(owners, feats):
+            pooled, deepstack = family.encode_video(thinker, pixels, grids)
+            for i, (owner, feat) in enumerate(zip(owners, pooled)):
+                layers = deepstack[i] if deepstack is not None else []
                 if owner is None:
-                    dummies.append(feat.sum())
+                    dummies.append(feat.sum() + sum(layer.sum() for layer in layers))
                 else:
                     results[id(owner)].setdefault("video", []).append(feat)
+                    if deepstack is not None:
+                        results[id(owner)].setdefault("deepstack", []).append(layers)
         if audio_rows or run_all_towers:
             feats, mask, owners = _audio_batch(audio_rows, thinker)
-            hidden = model.get_audio_features(feats, mask, return_dict=True).last_hidden_state
-            lengths = model.audio_tower._get_feat_extract_output_lengths(mask.sum(-1))[1].tolist()
-            for owner, part in zip(owners, torch.split(hidden, lengths)):
+            for owner, part in zip(owners, family.encode_audio(thinker, feats, mask)):
                 if owner is None:
                     dummies.append(part.sum())
                 else:
                     results[id(owner)].setdefault("audio", []).append(part)
     for row in todo:
-        encoded = {k: torch.cat(v) for k, v in results[id(row)].items()}
+        encoded = {k: torch.cat(v) for k, v in results[id(row)].items() if k != "deepstack"}
+        if "deepstack" in results[id(row)]:  # per video, per layer → per layer, all the row's videos
+            encoded["deepstack"] = [torch.cat(layer) for layer in zip(*results[id(row)]["deepstack"])]
         if use_cache:
             row.cache["encoded"] = encoded
         else:
@@ -161,22 +167,30 @@ def _audio_batch(rows: list[PromptMedia], thinker):
     return torch.cat(feats), torch.cat(masks), owners
 
 
-def embed_rows(thinker, input_ids: torch.Tensor, rows: list[PromptMedia], *, use_cache: bool,
-               prompt_width: int | None = None, run_all_towers: bool = False) -> torch.Tensor:
-    """Token embeddings of a (B, L) batch with each row's own video/audio features in its placeholders.
+def lm_inputs(thinker, input_ids: torch.Tensor, rows: list[PromptMedia], *, use_cache: bool,
+              prompt_width: int | None = None, run_all_towers: bool = False, columns: slice | None = None
+              ) -> dict[str, Any]:
+    """Everything the thinker's LM forward takes for a (B, L) batch besides positions and mask: `inputs_embeds`
+    with each row's own video/audio features in its placeholders, plus what the family adds (Qwen3-Omni's
+    DeepStack features, see hs_rl.grpo.families.qwen3_omni).
 
     Only the first `prompt_width` columns (the left-padded prompts) hold media: a completion that happens to
-    contain a placeholder token id is embedded as the plain token it is.
+    contain a placeholder token id is embedded as the plain token it is. `columns` keeps only those columns
+    of the result (a prefill leaves out the prompts' last token); they must hold all of the media.
     """
+    config = thinker.config
+    media_ids = input_ids
+    if prompt_width is not None and prompt_width < input_ids.shape[1]:
+        media_ids = input_ids.clone()
+        tail = media_ids[:, prompt_width:]
+        for token_id in (config.video_token_id, config.audio_token_id, config.image_token_id):
+            tail[tail == token_id] = -1  # not a placeholder, whatever its id
     embeds = thinker.get_input_embeddings()(input_ids)
     encoded, dummy = encode_media(thinker, rows, use_cache=use_cache, run_all_towers=run_all_towers)
     if dummy is not None and not use_cache:  # trainable towers: every rank's backward must reach them
         embeds = embeds + 0.0 * dummy.to(embeds.dtype)
-    config = thinker.config
-    for kind, token_id in (("video", config.video_token_index), ("audio", config.audio_token_index)):
-        mask = input_ids == token_id
-        if prompt_width is not None:
-            mask[:, prompt_width:] = False
+    for kind, token_id in (("video", config.video_token_id), ("audio", config.audio_token_id)):
+        mask = media_ids == token_id
         feats = [e[kind] for e in encoded if kind in e]
         expected = int(mask.sum())
         if not feats:
@@ -187,10 +201,26 @@ def embed_rows(thinker, input_ids: torch.Tensor, rows: list[PromptMedia], *, use
         if feats.shape[0] != expected:
             raise ValueError(f"{expected} <{kind}> placeholder tokens but {feats.shape[0]} {kind} features")
         embeds = embeds.masked_scatter(mask.unsqueeze(-1), feats)
-    return embeds
+    # blanked placeholders must not look like media to the thinker either: they become the pad id there
+    lm_ids = media_ids.masked_fill(media_ids < 0, getattr(config, "pad_token_id", None) or 0)
+    inputs = {"inputs_embeds": embeds, **family_of(thinker).forward_extras(thinker, lm_ids, encoded)}
+    return take_columns(inputs, columns) if columns is not None else inputs
 
 
-def prompt_rope(thinker, row: PromptMedia) -> tuple[torch.Tensor, int]:
+def take_columns(inputs: dict[str, Any], columns: slice) -> dict[str, Any]:
+    """The `lm_inputs` of some columns only (the media must all lie inside them)."""
+    return {key: value[:, columns] if key in ("inputs_embeds", "input_ids") else value
+            for key, value in inputs.items()}
+
+
+def embed_rows(thinker, input_ids: torch.Tensor, rows: list[PromptMedia], *, use_cache: bool,
+               prompt_width: int | None = None, run_all_towers: bool = False) -> torch.Tensor:
+    """`inputs_embeds` alone (enough for a family without DeepStack; `lm_inputs` gives the whole set)."""
+    return lm_inputs(thinker, input_ids, rows, use_cache=use_cache, prompt_width=prompt_width,
+                     run_all_towers=run_all_towers)["inputs_embeds"]
+
+
+def prompt_rope(thinker, row: PromptMedia) -> tuple[torch.Tensor, int | float]:
     """3-D rope positions (3, P) of one prompt and its delta (next text position minus P), cached on the row."""
     if "rope" not in row.cache:
         ids = row.input_ids[None]
@@ -199,7 +229,8 @@ def prompt_rope(thinker, row: PromptMedia) -> tuple[torch.Tensor, int]:
             ids, None, row.video_grid_thw, torch.ones_like(ids), row.use_audio_in_video, audio_lengths,
             row.video_second_per_grid,
         )
-        row.cache["rope"] = (positions[:, 0], int(delta.reshape(-1)[0]))
+        # Qwen2.5-Omni's positions are integers; Qwen3-Omni's are float (fractional video times): keep the dtype
+        row.cache["rope"] = (positions[:, 0], delta.reshape(-1)[0].item())
     return row.cache["rope"]
 
 
@@ -210,13 +241,16 @@ def rope_positions(thinker, attention_mask: torch.Tensor, rows: list[PromptMedia
     are text, so they continue from the prompt's next position. Padding gets position 1 (masked anyway).
     """
     batch, length = attention_mask.shape
-    positions = torch.ones(3, batch, length, dtype=torch.long, device=attention_mask.device)
-    for b, row in enumerate(rows):
-        prompt_pos, delta = prompt_rope(thinker, row)
+    ropes = [prompt_rope(thinker, row) for row in rows]
+    dtype = torch.long
+    for prompt_pos, _ in ropes:
+        dtype = torch.promote_types(dtype, prompt_pos.dtype)
+    positions = torch.ones(3, batch, length, dtype=dtype, device=attention_mask.device)
+    for b, (prompt_pos, delta) in enumerate(ropes):
         p = prompt_pos.shape[-1]
         positions[:, b, prompt_width - p:prompt_width] = prompt_pos.to(positions.device)
         tail = length - prompt_width
         if tail > 0:
             start = p + delta
-            positions[:, b, prompt_width:] = torch.arange(start, start + tail, device=positions.device)
+            positions[:, b, prompt_width:] = torch.arange(tail, device=positions.device, dtype=dtype) + start
     return positions

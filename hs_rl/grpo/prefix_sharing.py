@@ -28,7 +28,9 @@ Cost: the language model sees P + G·C tokens per group instead of G·(P + C). A
 (`sdpa`, `eager`) still computes the masked blocks (T² for T packed tokens); `flex_attention` skips them.
 
 Falls back to the plain path (the caller logs it once) for attention implementations that take no custom mask
-(flash-attention) and models with sliding-window layers (their second mask is not built here).
+(flash-attention) and models with sliding-window layers (their second mask is not built here),
+a family whose LM forward takes extra inputs (Qwen3-Omni's DeepStack features, laid out per padded row, not
+per packed token) and a MoE router auxiliary loss (a prompt's router logits would count once per group).
 """
 from __future__ import annotations
 
@@ -48,9 +50,18 @@ MASKED_IMPLEMENTATIONS = ("sdpa", "eager", "flex_attention")
 
 def unsafe_reason(trainer: Any) -> str | None:
     """Why the packed forward cannot be used with this trainer's model, or None when it can."""
+    from hs_rl.grpo.families import Family, family_of
     from hs_rl.grpo.omni_inputs import thinker_of
 
-    text_config = thinker_of(trainer.accelerator.unwrap_model(trainer.model)).config.get_text_config()
+    thinker = thinker_of(trainer.accelerator.unwrap_model(trainer.model))
+    family = family_of(thinker)
+    if type(family).forward_extras is not Family.forward_extras:
+        return (f"{family.name}: the LM forward takes extra inputs (DeepStack visual features added to the first "
+                "layers' hidden states at the prompt's video positions), not laid out for the packed sequence yet")
+    if getattr(trainer, "aux_loss_enabled", False):
+        return ("the MoE router auxiliary loss is on (router_aux_loss_coef): the packed forward would count a "
+                "prompt's router logits once per group instead of once per row")
+    text_config = thinker.config.get_text_config()
     implementation = text_config._attn_implementation
     if implementation not in MASKED_IMPLEMENTATIONS:
         return (f"attention implementation {implementation!r} takes no custom mask (packed groups need one of "

@@ -4,7 +4,8 @@ TRL 1.16 knows images only: its log-prob forward rebuilds multimodal inputs from
 audio features would silently vanish from the loss. Here every row of a batch carries its own
 `PromptMedia` (tokens + its own video/audio tensors + its own `use_audio_in_video`), and every forward —
 generation, old/reference log-probs, the loss — builds its inputs from those rows with the same two
-functions (`embed_rows`, `rope_positions`), so each sample keeps its modality inside a mixed batch.
+functions (`lm_inputs`, `rope_positions`), so each sample keeps its modality inside a mixed batch. What differs
+between Qwen2.5-Omni and Qwen3-Omni (DeepStack, MoE aux loss, classes) sits in hs_rl.grpo.families.
 
 Hooks overridden, and why:
 - `_generate_and_score_completions`: take the rows' media for this batch; hand it on inside the buffered
@@ -35,15 +36,15 @@ from typing import Any
 
 import torch
 from accelerate.utils import gather_object
-from transformers import Qwen2_5OmniThinkerForConditionalGeneration
 from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
 from trl.trainer import grpo_trainer as _trl_grpo
 
 from hs_rl.data.dataset import FirstUseSampler, prompt_count
 from hs_rl.grpo.checkpoints import load_saved_weights, loads_plain_weights, mark_complete
+from hs_rl.grpo.families import family_of_dir
 from hs_rl.grpo.generation import generate_rows
-from hs_rl.grpo.omni_inputs import PromptMedia, embed_rows, rope_positions, thinker_of
+from hs_rl.grpo.omni_inputs import PromptMedia, lm_inputs, rope_positions, thinker_of
 from hs_rl.grpo.prefix_sharing import completion_masks_are_prefixes, shared_prefix_logps, splits_a_group, unsafe_reason
 from hs_rl.grpo.progress_recorder import ProgressRecorder
 from hs_rl.grpo.sampler import epoch_seeded
@@ -54,12 +55,12 @@ logger = logging.getLogger(__name__)
 
 @contextlib.contextmanager
 def _thinker_reference_models():
-    """Make TRL build its reference model as a thinker (it would otherwise load the class named in config.json,
-    the full Omni model for a full checkpoint folder)."""
+    """Make TRL build its reference model as a thinker of the checkpoint's family (it would otherwise load the
+    class named in config.json, the full Omni model for a full checkpoint folder)."""
     original = _trl_grpo.create_model_from_path
 
     def create_thinker(model_id: str, architecture=None, **kwargs):
-        return original(model_id, architecture=Qwen2_5OmniThinkerForConditionalGeneration, **kwargs)
+        return original(model_id, architecture=family_of_dir(model_id).thinker_class, **kwargs)
 
     _trl_grpo.create_model_from_path = create_thinker
     try:
@@ -79,7 +80,8 @@ def _keep_used_weight_conversions(model) -> None:
 
 
 class OmniGRPOTrainer(GRPOTrainer):
-    """GRPO on the Qwen2.5-Omni thinker with video, audio and video+audio prompts, mixed freely in a batch."""
+    """GRPO on an Omni thinker (Qwen2.5-Omni or Qwen3-Omni) with video, audio and video+audio prompts, mixed freely
+    in a batch."""
 
     def __init__(self, *args, encoders_frozen: bool = True, run_all_towers: bool | None = None,
                  completions_log: str | Path | None = None, **kwargs):
@@ -212,7 +214,7 @@ class OmniGRPOTrainer(GRPOTrainer):
         thinker = thinker_of(self.accelerator.unwrap_model(model))
         prompt_width = input_ids.size(1) - logits_to_keep
         batch_size = batch_size or input_ids.size(0)
-        all_logps, all_entropies = [], []
+        all_logps, all_entropies, all_aux = [], [], []
         for start in range(0, input_ids.size(0), batch_size):
             end = min(start + batch_size, input_ids.size(0))
             ids, mask, chunk = input_ids[start:end], attention_mask[start:end], rows[start:end]
@@ -227,20 +229,25 @@ class OmniGRPOTrainer(GRPOTrainer):
                 if compute_entropy:
                     all_entropies.append(entropies)
                 continue
-            embeds = embed_rows(thinker, ids, chunk, use_cache=self.encoders_frozen, prompt_width=prompt_width,
-                                run_all_towers=self.run_all_towers)
+            inputs = lm_inputs(thinker, ids, chunk, use_cache=self.encoders_frozen, prompt_width=prompt_width,
+                               run_all_towers=self.run_all_towers)
             positions = rope_positions(thinker, mask, chunk, prompt_width)
             labels = ids.masked_fill(mask == 0, -100)
             labels[:, :-logits_to_keep] = -100
+            if compute_aux_loss:  # MoE: router logits → TRL's fused head adds the load-balancing loss
+                inputs["output_router_logits"] = True
             with self.accelerator.autocast():
-                outputs = model(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, labels=labels,
+                outputs = model(**inputs, attention_mask=mask, position_ids=positions, labels=labels,
                                 fused_lm_head=True)
             all_logps.append(outputs.log_probs[:, -logits_to_keep:])
             if compute_entropy:
                 all_entropies.append(outputs.entropy[:, -logits_to_keep:])
+            if compute_aux_loss:
+                all_aux.append(outputs.aux_loss)
         logps = torch.cat(all_logps, dim=0)
         entropies = torch.cat(all_entropies, dim=0) if compute_entropy else None
-        return logps, entropies, None
+        aux_loss = torch.stack(all_aux).mean() if compute_aux_loss else None
+        return logps, entropies, aux_loss
 
     def _packs(self, ids: torch.Tensor, mask: torch.Tensor, rows: list[PromptMedia], prompt_width: int) -> bool:
         """Whether this micro-batch goes through the packed forward: whole groups only (one log line otherwise)."""

@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal
 
+from hs_rl.choices import check_choices
 from hs_rl.grpo.export import FINAL_DIR
 
 # stage name -> record modality (and curriculum family) it trains on, in the recipe's order
@@ -38,17 +40,32 @@ class DemoArguments:
     seed: int = field(default=0, metadata={"help": "Seed of the curriculum (another seed: a fresh set of clips)."})
     preset: str = field(default=DEMO_PRESET, metadata={"help": "Model preset of `hs-rl make-tiny-model`."})
     warmup_steps: int = field(default=60, metadata={
-        "help": "Steps of the format warm-up (2 prompts a step, each with every answer letter) that makes the `base` model."})
+        "help": "Steps of the format warm-up (2 prompts a step, each with every answer letter) that makes the "
+                "`base` model."})
+    family: Literal["qwen2_5_omni", "qwen3_omni"] = field(default="qwen2_5_omni", metadata={
+        "help": "Model family of the demo model: qwen2_5_omni or qwen3_omni (its default output_dir is "
+                "experiments/demo_qwen3_omni)."})
+
+    def __post_init__(self):
+        check_choices(self)
+        if self.family != "qwen2_5_omni" and self.output_dir == "experiments/demo":
+            self.output_dir = f"experiments/demo_{self.family}"  # never reuse another family's model
 
 
-def prepare_inputs(root: Path, seed: int = 0, preset: str = DEMO_PRESET) -> tuple[Path, dict[str, Path]]:
-    """Model, curriculum and one JSONL per stage (records routed by task type), built only if missing."""
+def prepare_inputs(root: Path, seed: int = 0, preset: str = DEMO_PRESET,
+                   family: str = "qwen2_5_omni") -> tuple[Path, dict[str, Path]]:
+    """Model of `family`, curriculum and one JSONL per stage (records routed by task type), built only if missing;
+    a model of another family already in ROOT/model is an error, not silently reused."""
     from hs_rl.data.convert import convert_file
     from hs_rl.data.records import write_records
+    from hs_rl.grpo.families import family_of_dir
     from hs_rl.tools.curriculum import make_curriculum
     from hs_rl.tools.tiny_model import make_tiny_model
 
-    model = Path(make_tiny_model(root / "model", preset=preset)["full"])  # reused as is when already complete
+    model = Path(make_tiny_model(root / "model", preset=preset, family=family)["full"])  # reused when complete
+    if family_of_dir(model).name != family:
+        raise ValueError(f"{model} holds a {family_of_dir(model).name} model, not {family}: pick another "
+                         f"--output_dir")
     data = make_curriculum(root / "data" / "curriculum", seed=seed)
     datasets = {name: root / "data" / f"{name}.jsonl" for name in STAGE_MODALITIES}
     if not all(p.is_file() for p in datasets.values()):
@@ -214,8 +231,8 @@ def run_demo(args: DemoArguments) -> int:
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
     root = Path(args.output_dir)
     root.mkdir(parents=True, exist_ok=True)
-    print(f"[demo] preparing the {args.preset} model and the curriculum under {root}", flush=True)
-    model, datasets = prepare_inputs(root, seed=args.seed, preset=args.preset)
+    print(f"[demo] preparing the {args.preset} {args.family} model and the curriculum under {root}", flush=True)
+    model, datasets = prepare_inputs(root, seed=args.seed, preset=args.preset, family=args.family)
     settings = stage_settings(args.pipeline)
     print(f"[demo] format warm-up ({args.warmup_steps} steps, every answer letter equally) -> the base model", flush=True)
     base = make_base(root, model, datasets, settings, args.warmup_steps)

@@ -1,9 +1,10 @@
-"""Offline builders of small random Qwen2.5-Omni checkpoints for demos, tests and benchmarks.
+"""Offline builders of small random Omni checkpoints (Qwen2.5-Omni or Qwen3-Omni) for demos, tests and benchmarks.
 
-Nothing is downloaded: the tokenizer is trained here with `tokenizers`, the processor is the real
-`Qwen2_5OmniProcessor`, and the weights are random. Two checkpoints are written: a complete
-`Qwen2_5OmniForConditionalGeneration` with talker, token2wav and `spk_dict.pt`, as the released checkpoint
-is laid out) at the top of the output folder, and `thinker/` inside it (a thinker-only checkpoint), so the
+Nothing is downloaded: the tokenizer is trained here with `tokenizers`, the processor is the family's real one
+(`Qwen2_5OmniProcessor` / `Qwen3OmniMoeProcessor`), and the weights are random. Two checkpoints are written: a
+complete model laid out like the released one (`Qwen2_5OmniForConditionalGeneration` with talker, token2wav and
+`spk_dict.pt`; or `Qwen3OmniMoeForConditionalGeneration` with an MoE thinker of a few experts, talker and
+code2wav) at the top of the output folder, and `thinker/` inside it (a thinker-only checkpoint), so the
 output folder itself is what `--model_name_or_path` takes. Presets: `tiny` (< 100k parameters, seconds on CPU),
 `demo` (what `hs-rl demo` trains: learns the curriculum in minutes on CPU) and `small` (tens of millions of
 parameters with the 7B model's encoder/LM proportions, for benchmarks).
@@ -19,18 +20,10 @@ from typing import Literal
 import torch
 
 from hs_rl.choices import check_choices
+from hs_rl.grpo.families.qwen2_5_omni import Qwen25Omni
 from hs_rl.rewards.common import TAGS
 
-SPECIAL_TOKENS = {
-    # name on the tokenizer -> token text, as in the released Qwen2.5-Omni tokenizer
-    "image_token": "<|IMAGE|>",
-    "audio_token": "<|AUDIO|>",
-    "video_token": "<|VIDEO|>",
-    "vision_bos_token": "<|vision_bos|>",
-    "vision_eos_token": "<|vision_eos|>",
-    "audio_bos_token": "<|audio_bos|>",
-    "audio_eos_token": "<|audio_eos|>",
-}
+SPECIAL_TOKENS = Qwen25Omni.special_tokens  # Qwen2.5-Omni's token texts (each family has its own)
 CHAT_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 MARKER = "hs_rl_tiny_model.json"  # written last: the folder is complete (and says what built it)
 
@@ -50,7 +43,9 @@ PRESETS = {
                  v_intermediate=64, a_hidden=32, a_layers=1, a_heads=2, a_ffn=64, vocab=640, init=0.1),
     # ~30M parameters; the 7B model's ratios (vision ~ 675M : audio ~ 640M : LM ~ 7B) scaled down
     "small": dict(hidden=512, layers=6, heads=8, kv_heads=2, intermediate=1536, v_hidden=256, v_depth=4, v_heads=4,
-                  v_intermediate=512, a_hidden=256, a_layers=4, a_heads=4, a_ffn=1024, vocab=2048),
+                  v_intermediate=512, a_hidden=256, a_layers=4, a_heads=4, a_ffn=1024, vocab=2048,
+                  # Qwen3-Omni only: a sparse LM (the 30B-A3B model routes to 8 of 128 experts)
+                  experts=8, experts_per_tok=2, moe_intermediate=384),
     # benchmark proxy of the recipe (benchmarks/grpo_step.py --recipe): the released model's vocabulary size
     # (152,064 rows in the embedding and the LM head; the tokenizer itself stays small), its MLP/hidden ratio
     # (18944/3584 ≈ 5.3), GQA (kv heads = heads/4 here, /7 there), the 7B's encoder/LM parameter ratio (vision
@@ -71,6 +66,9 @@ class TinyModelArguments:
     preset: Literal["tiny", "demo", "small", "recipe"] = field(default="tiny", metadata={
         "help": "tiny (<100k params), demo (what hs-rl demo trains), small (tens of millions) or recipe (the "
                 "benchmark's proxy: real vocabulary, 7B encoder/LM proportion)."})
+    family: Literal["qwen2_5_omni", "qwen3_omni"] = field(
+        default="qwen2_5_omni", metadata={"help": "qwen2_5_omni or qwen3_omni (MoE thinker, DeepStack, "
+                                                  "talker + code2wav)."})
     seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
 
     def __post_init__(self):
@@ -93,12 +91,16 @@ def _corpus() -> list[str]:
     return lines * 20
 
 
-def build_tokenizer(vocab_size: int):
-    """Train a byte-level BPE tokenizer locally and wrap it as a Qwen2 tokenizer with Omni special tokens."""
+def build_tokenizer(vocab_size: int, family: str = "qwen2_5_omni"):
+    """Train a byte-level BPE tokenizer locally and wrap it as a Qwen2 tokenizer with the family's special tokens."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Qwen2TokenizerFast
 
-    specials = CHAT_TOKENS + list(SPECIAL_TOKENS.values())
+    from hs_rl.grpo.families import get_family
+
+    fam = get_family(family)
+    media_tokens = dict(fam.special_tokens)
+    specials = CHAT_TOKENS + list(media_tokens.values()) + list(fam.extra_tokens)
     backend = Tokenizer(models.BPE())
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
@@ -110,141 +112,53 @@ def build_tokenizer(vocab_size: int):
         eos_token="<|im_end|>",
         pad_token="<|endoftext|>",
         additional_special_tokens=CHAT_TOKENS[1:],
-        extra_special_tokens=dict(SPECIAL_TOKENS),
+        extra_special_tokens=media_tokens,
     )
-    tokenizer.add_special_tokens({"additional_special_tokens": CHAT_TOKENS[1:] + list(SPECIAL_TOKENS.values())})
-    tokenizer.chat_template = chat_template()
+    tokenizer.add_special_tokens({"additional_special_tokens": CHAT_TOKENS[1:] + list(media_tokens.values())
+                                  + list(fam.extra_tokens)})
+    if fam.corpus_words:  # one token each, as in the released vocabulary
+        tokenizer.add_tokens(list(fam.corpus_words))
+    tokenizer.chat_template = chat_template(family)
     return tokenizer
 
 
-def chat_template() -> str:
-    """Our ChatML-style template (in package resources, so it ships in the wheel)."""
-    return resources.files("hs_rl").joinpath("resources/chat_template.jinja").read_text(encoding="utf-8")
+def chat_template(family: str = "qwen2_5_omni") -> str:
+    """Our ChatML-style template with the family's media token texts (package resources: ships in the wheel)."""
+    from hs_rl.grpo.families import get_family
+
+    resource = get_family(family).chat_template_resource
+    return resources.files("hs_rl").joinpath(resource).read_text(encoding="utf-8")
 
 
-def build_processor(tokenizer):
-    """The real Qwen2.5-Omni processor around our tokenizer (Whisper features, Qwen2-VL video patches)."""
-    from transformers import Qwen2_5OmniProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor, WhisperFeatureExtractor
-
-    return Qwen2_5OmniProcessor(
-        image_processor=Qwen2VLImageProcessor(),
-        video_processor=Qwen2VLVideoProcessor(),
-        feature_extractor=WhisperFeatureExtractor(feature_size=128),
-        tokenizer=tokenizer,
-        chat_template=tokenizer.chat_template,
-    )
-
-
-def thinker_config(tokenizer, preset: str):
-    """A Qwen2.5-Omni thinker config of the preset's size whose special ids match `tokenizer`."""
-    from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (
-        Qwen2_5OmniAudioEncoderConfig,
-        Qwen2_5OmniTextConfig,
-        Qwen2_5OmniThinkerConfig,
-        Qwen2_5OmniVisionEncoderConfig,
-    )
-
-    p = PRESETS[preset]
-    init = p.get("init", 0.02)
-    ids = {name: tokenizer.convert_tokens_to_ids(tok) for name, tok in SPECIAL_TOKENS.items()}
-    head_dim = p["hidden"] // p["heads"]
-    half = head_dim // 2
-    mrope = [half - 2 * (half * 3 // 8), half * 3 // 8, half * 3 // 8]  # temporal, height, width (7B: 16/24/24)
-    text = Qwen2_5OmniTextConfig(
-        vocab_size=max(len(tokenizer), p.get("model_vocab", 0)), hidden_size=p["hidden"],
-        intermediate_size=p["intermediate"],
-        num_hidden_layers=p["layers"], num_attention_heads=p["heads"], num_key_value_heads=p["kv_heads"],
-        max_position_embeddings=32768, tie_word_embeddings=False,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, initializer_range=init,
-    )
-    vision = Qwen2_5OmniVisionEncoderConfig(
-        depth=p["v_depth"], hidden_size=p["v_hidden"], intermediate_size=p["v_intermediate"], num_heads=p["v_heads"],
-        out_hidden_size=p["hidden"], fullatt_block_indexes=[p["v_depth"] - 1], window_size=112,
-        initializer_range=init,
-    )
-    audio = Qwen2_5OmniAudioEncoderConfig(
-        num_mel_bins=128, encoder_layers=p["a_layers"], encoder_attention_heads=p["a_heads"],
-        encoder_ffn_dim=p["a_ffn"], d_model=p["a_hidden"], output_dim=p["hidden"], initializer_range=init,
-    )
-    config = Qwen2_5OmniThinkerConfig(
-        audio_config=audio, vision_config=vision, text_config=text,
-        audio_token_index=ids["audio_token"], image_token_index=ids["image_token"],
-        video_token_index=ids["video_token"], audio_start_token_id=ids["audio_bos_token"],
-        audio_end_token_id=ids["audio_eos_token"], user_token_id=tokenizer.convert_tokens_to_ids("<|im_start|>"),
-        initializer_range=init,
-    )
-    # get_rope_index reads these off the thinker config; the released config carries them.
-    config.vision_start_token_id = ids["vision_bos_token"]
-    config.vision_end_token_id = ids["vision_eos_token"]
-    config.pad_token_id = tokenizer.pad_token_id
-    config.eos_token_id = tokenizer.eos_token_id
-    return config
-
-
-def full_config(thinker):
-    """A complete Omni config: our thinker plus a minimal talker and token2wav (sub-config objects, not dicts)."""
-    from transformers.models.qwen2_5_omni.configuration_qwen2_5_omni import (
-        Qwen2_5OmniBigVGANConfig,
-        Qwen2_5OmniConfig,
-        Qwen2_5OmniDiTConfig,
-        Qwen2_5OmniTalkerConfig,
-        Qwen2_5OmniToken2WavConfig,
-    )
-
-    text = thinker.text_config
-    talker = Qwen2_5OmniTalkerConfig(
-        # the codec vocabulary; sized like the text one so the thinker's special ids it carries are in range
-        vocab_size=text.vocab_size, embedding_size=text.hidden_size, hidden_size=16, intermediate_size=32,
-        num_hidden_layers=1, num_attention_heads=2, num_key_value_heads=1, head_dim=8,
-        rope_parameters={"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": [2, 1, 1]},
-        audio_token_index=thinker.audio_token_index, image_token_index=thinker.image_token_index,
-        video_token_index=thinker.video_token_index, vision_start_token_id=thinker.vision_start_token_id,
-        vision_end_token_id=thinker.vision_end_token_id, audio_start_token_id=thinker.audio_start_token_id,
-        audio_end_token_id=thinker.audio_end_token_id, tts_codec_start_token_id=60, tts_codec_end_token_id=61,
-        tts_codec_pad_token_id=62, tts_codec_mask_token_id=63, tts_text_start_token_id=1,
-        tts_text_end_token_id=2, tts_text_pad_token_id=0,
-    )
-    dit = Qwen2_5OmniDiTConfig(hidden_size=16, num_hidden_layers=2, num_attention_heads=2, head_dim=8, emb_dim=8,
-                               num_embeds=text.vocab_size, mel_dim=8, enc_emb_dim=8, enc_dim=8,
-                               enc_channels=[8, 8, 8, 8, 24],
-                               enc_attention_channels=8, enc_se_channels=8, look_ahead_layers=[1],
-                               look_backward_layers=[0, 1], ff_mult=1)
-    bigvgan = Qwen2_5OmniBigVGANConfig(mel_dim=8, upsample_initial_channel=16, resblock_kernel_sizes=[3],
-                                       resblock_dilation_sizes=[[1, 3, 5]], upsample_rates=[2, 2],
-                                       upsample_kernel_sizes=[4, 4])
-    token2wav = Qwen2_5OmniToken2WavConfig(dit_config=dit, bigvgan_config=bigvgan)
-    return Qwen2_5OmniConfig(thinker_config=thinker, talker_config=talker, token2wav_config=token2wav)
-
-
-def make_tiny_model(output_dir: str | Path, preset: str = "tiny", seed: int = 0) -> dict[str, Path]:
+def make_tiny_model(output_dir: str | Path, preset: str = "tiny", seed: int = 0,
+                    family: str = "qwen2_5_omni") -> dict[str, Path]:
     """Write the full checkpoint in `output_dir` and a thinker-only one in `output_dir/thinker` (idempotent)."""
-    from transformers import Qwen2_5OmniForConditionalGeneration, Qwen2_5OmniThinkerForConditionalGeneration
+    from hs_rl.grpo.families import get_family
 
+    fam = get_family(family)
     output_dir = Path(output_dir)
     paths = {"root": output_dir, "full": output_dir, "thinker": output_dir / "thinker"}
     if (output_dir / MARKER).exists():
         return paths
     torch.manual_seed(seed)
-    tokenizer = build_tokenizer(PRESETS[preset]["vocab"])
-    processor = build_processor(tokenizer)
-    t_config = thinker_config(tokenizer, preset)
-    full = Qwen2_5OmniForConditionalGeneration(full_config(t_config))
+    tokenizer = build_tokenizer(PRESETS[preset]["vocab"], family)
+    processor = fam.build_processor(tokenizer)
+    t_config = fam.tiny_thinker_config(tokenizer, PRESETS[preset])
+    full = fam.full_class(fam.tiny_full_config(t_config, tokenizer))
+    fam.finish_tiny(full)
     full.save_pretrained(paths["full"])
     processor.save_pretrained(paths["full"])
-    # One speaker, shaped like the released file, so `from_pretrained` and speech generation find it.
-    speaker = {"Chelsie": {"cond": torch.zeros(8), "ref_mel": torch.zeros(10, 8), "bos_token": 60}}
-    torch.save(speaker, paths["full"] / "spk_dict.pt")
-    thinker = Qwen2_5OmniThinkerForConditionalGeneration(t_config)
+    fam.tiny_side_files(paths["full"])
+    thinker = fam.thinker_class(t_config)
     thinker.load_state_dict(full.thinker.state_dict())
     thinker.save_pretrained(paths["thinker"])
     processor.save_pretrained(paths["thinker"])
-    (output_dir / MARKER).write_text(json.dumps({"preset": preset, "seed": seed}))
+    (output_dir / MARKER).write_text(json.dumps({"preset": preset, "seed": seed, "family": family}))
     return paths
 
 
 def run_make_tiny_model(args: TinyModelArguments) -> int:
     """CLI entry: write the model and say where."""
-    paths = make_tiny_model(args.output_dir, preset=args.preset, seed=args.seed)
+    paths = make_tiny_model(args.output_dir, preset=args.preset, seed=args.seed, family=args.family)
     print(f"full Omni checkpoint: {paths['full']}\nthinker-only checkpoint: {paths['thinker']}")
     return 0

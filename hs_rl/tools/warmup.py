@@ -1,7 +1,7 @@
 """Format warm-up: a short supervised pass that teaches `<think>…</think><answer>L</answer>` and nothing else.
 
 A random model never samples the tags, so GRPO would see format and accuracy rewards of zero everywhere and
-no advantage to follow. This pass trains on the real prompts (media included, through the same `embed_rows` /
+no advantage to follow. This pass trains on the real prompts (media included, through the same `lm_inputs` /
 `rope_positions` forward as the GRPO loss) with targets whose answer letter is drawn uniformly at random,
 independently of the media: it teaches the shape of an answer, and the model it makes answers at chance.
 It runs in transformers' `Trainer` (optimizer, schedule, seeding, saving are its own); only the loss is ours.
@@ -17,7 +17,7 @@ from transformers import Trainer, TrainingArguments
 
 from hs_rl.data.records import Record
 from hs_rl.grpo.config import DataArguments
-from hs_rl.grpo.omni_inputs import PromptMedia, embed_rows, rope_positions, thinker_of
+from hs_rl.grpo.omni_inputs import PromptMedia, lm_inputs, rope_positions, thinker_of
 
 THOUGHT = ""  # an empty thought: the shortest well-formed answer (12 tokens + end), so steps stay cheap
 
@@ -77,9 +77,10 @@ class FormatWarmupTrainer(Trainer):
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         thinker = thinker_of(model)
         rows, width = inputs["rows"], inputs["prompt_width"]
-        embeds = embed_rows(thinker, inputs["input_ids"], rows, use_cache=True, prompt_width=width)
+        # lm_inputs: the embeds plus what the family adds (Qwen3-Omni's DeepStack features)
+        embedded = lm_inputs(thinker, inputs["input_ids"], rows, use_cache=True, prompt_width=width)
         positions = rope_positions(thinker, inputs["attention_mask"], rows, width)
-        outputs = model(inputs_embeds=embeds, attention_mask=inputs["attention_mask"], position_ids=positions,
+        outputs = model(**embedded, attention_mask=inputs["attention_mask"], position_ids=positions,
                         labels=inputs["labels"])
         return (outputs.loss, outputs) if return_outputs else outputs.loss
 

@@ -119,8 +119,10 @@ def test_resume_refuses_another_model(tiny_model, sample_data, tmp_path):
         evaluate(eval_args(tiny_model, sample_data, out, limit=2, label="b"))
 
 
-def test_batched_equals_unbatched(tiny_model, sample_data, tmp_path):
-    """Greedy answers with batch_size=4 equal batch_size=1 on a batch mixing all three modalities."""
+def test_batched_equals_unbatched(omni_model, sample_data, tmp_path):
+    """Greedy answers with batch_size=4 equal batch_size=1 on a batch mixing all three modalities (both families:
+    Qwen3-Omni's fractional rope deltas and DeepStack go through the same batched prefill)."""
+    tiny_model = omni_model
     data = mixed_benchmark(sample_data, tmp_path / "mixed.json")
     runs = {}
     for size in (1, 4):

@@ -48,17 +48,19 @@ def _free_port() -> int:
 
 
 def _thinker(path: Path):
-    from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+    from hs_rl.grpo.families import family_of_dir
 
-    model, info = Qwen2_5OmniThinkerForConditionalGeneration.from_pretrained(path, output_loading_info=True)
+    model, info = family_of_dir(path).thinker_class.from_pretrained(path, output_loading_info=True)
     return model, info
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(TIMEOUT_S + 120)
-@pytest.mark.parametrize("stage", ["zero2", "zero3"])
-def test_deepspeed_cpu_two_processes(stage, tiny_model, ds_data, tmp_path):
+@pytest.mark.parametrize("stage,family", [("zero2", "qwen2_5_omni"), ("zero3", "qwen2_5_omni"),
+                                          ("zero3", "qwen3_omni")])  # Qwen3-Omni: MoE thinker + DeepStack
+def test_deepspeed_cpu_two_processes(stage, family, ds_data, tmp_path, request):
     pytest.importorskip("deepspeed")
+    tiny_model = request.getfixturevalue("tiny_model" if family == "qwen2_5_omni" else "tiny_qwen3_model")
     output = tmp_path / "run"
     command = [sys.executable, "-m", "accelerate.commands.launch",
                "--config_file", f"launch/accelerate/{stage}.yaml", "--num_processes", "2",
@@ -84,8 +86,12 @@ def test_deepspeed_cpu_two_processes(stage, tiny_model, ds_data, tmp_path):
 
     final = output / "final"
     assert (final / "hs_rl_export.json").is_file()
-    assert (result.stdout + result.stderr).count("'shared_prefix/packed': '1'") == 2  # both steps ran packed
-    _FINALS[stage] = final
+    log = result.stdout + result.stderr
+    if family == "qwen2_5_omni":
+        assert log.count("'shared_prefix/packed': '1'") == 2  # both steps ran packed
+        _FINALS[stage] = final
+    else:  # Qwen3-Omni: packed groups refused (DeepStack), per-row forward
+        assert "'shared_prefix/packed': '1'" not in log and "DeepStack" in log
     trained, info = _thinker(final)
     assert not info["missing_keys"] and not info["unexpected_keys"], info
     initial, _ = _thinker(tiny_model["full"])

@@ -22,24 +22,27 @@ def _trained_thinker(base: Path, out: Path, shift: float = 0.5) -> dict[str, tor
     return {k: v.clone() for k, v in thinker.state_dict().items()}
 
 
-def test_full_export_loads_and_keeps_talker(tiny_model, tmp_path):
-    from transformers import Qwen2_5OmniForConditionalGeneration
-
+def test_full_export_loads_and_keeps_talker(omni_model, tmp_path):
+    """Both families: Qwen2.5-Omni keeps talker + token2wav + spk_dict.pt, Qwen3-Omni talker + code2wav."""
     from hs_rl.grpo.export import export_model, is_exported
+    from hs_rl.grpo.families import family_of_dir
     from hs_rl.grpo.model import load_thinker
 
+    tiny_model = omni_model
+    family = family_of_dir(tiny_model["full"])
     trained = _trained_thinker(tiny_model["full"], tmp_path / "thinker")
     final = export_model(tmp_path / "thinker", tiny_model["full"], tmp_path / "final")
-    assert is_exported(final) and (final / "spk_dict.pt").is_file()
-    assert json.loads((final / "config.json").read_text())["architectures"] == ["Qwen2_5OmniForConditionalGeneration"]
-    full = Qwen2_5OmniForConditionalGeneration.from_pretrained(final)
-    base = Qwen2_5OmniForConditionalGeneration.from_pretrained(tiny_model["full"])
+    assert is_exported(final) and all((final / name).is_file() for name in family.side_files)
+    assert json.loads((final / "config.json").read_text())["architectures"] == [family.full_class_name]
+    full = family.full_class.from_pretrained(final)
+    base = family.full_class.from_pretrained(tiny_model["full"])
     for key, value in full.thinker.state_dict().items():
         assert torch.equal(value, trained[key]), key
     base_state = base.state_dict()
-    for key, value in full.state_dict().items():
-        if key.startswith(("talker.", "token2wav.")):
-            assert torch.equal(value, base_state[key]), key
+    kept = [key for key in full.state_dict() if key.startswith(family.non_thinker_prefixes())]
+    assert {key.split(".")[0] for key in kept} == {p.rstrip(".") for p in family.non_thinker_prefixes()}
+    for key in kept:
+        assert torch.equal(full.state_dict()[key], base_state[key]), key
     # the next stage trains from it: hs_rl.grpo.model loads a thinker from a full folder
     again = load_thinker(final).state_dict()
     assert all(torch.equal(again[k], trained[k]) for k in trained)
@@ -50,10 +53,8 @@ def test_full_export_loads_and_keeps_talker(tiny_model, tmp_path):
     text = processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": "hello"}]}],
                                          add_generation_prompt=True, tokenize=False)
     torch.manual_seed(0)
-    ids, wav = full.eval().generate(**processor(text=[text], return_tensors="pt"), generation_mode="audio",
-                                    speaker="Chelsie", thinker_max_new_tokens=4, talker_max_new_tokens=8,
-                                    talker_eos_token_id=[61])
-    assert wav.ndim == 1 and wav.numel() > 0 and torch.isfinite(wav).all()
+    wav = family.speak(full.eval(), processor, text)
+    assert wav.numel() > 0 and torch.isfinite(wav).all()
 
 
 def test_thinker_only_base_exports_thinker_only(tiny_model, tmp_path):

@@ -20,9 +20,9 @@ def _lm_params(model) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize("modalities", [("video",), ("audio",), ("video_audio",), ("video", "audio", "video_audio")])
-def test_one_grpo_step_changes_weights_and_rewards_vary(tiny_model, records, tmp_path, modalities):
+def test_one_grpo_step_changes_weights_and_rewards_vary(omni_model, records, tmp_path, modalities):
     chosen = interleaved(records, modalities, count=6)
-    trainer = build_trainer(*stage_args(tiny_model["full"], chosen, tmp_path, per_device_train_batch_size=9,
+    trainer = build_trainer(*stage_args(omni_model["full"], chosen, tmp_path, per_device_train_batch_size=9,
                                         num_generations=3))
     before = _lm_params(trainer.model)
     trainer.train()
@@ -54,11 +54,12 @@ def _reference_logps(thinker, row, completion: list[int], temperature: float) ->
 
 
 @pytest.fixture(scope="module")
-def buffered(tiny_model, records, tmp_path_factory):
-    """A trainer that generated one mixed batch (steps_per_generation=2: shuffled and split like in training)."""
+def buffered(omni_model, records, tmp_path_factory):
+    """A trainer that generated one mixed batch (steps_per_generation=2: shuffled and split like in training),
+    for each family."""
     out = tmp_path_factory.mktemp("buffered")
     chosen = interleaved(records, count=8)
-    trainer = build_trainer(*stage_args(tiny_model["full"], chosen, out, per_device_train_batch_size=4,
+    trainer = build_trainer(*stage_args(omni_model["full"], chosen, out, per_device_train_batch_size=4,
                                         num_generations=2, steps_per_generation=2, beta=0.1, temperature=0.7))
     trainer.model.train()
     batch = next(iter(trainer.get_train_dataloader()))
@@ -121,6 +122,50 @@ def test_changing_media_changes_loss_forward_logps(buffered, attr):
     others = [i for i, r in enumerate(original) if r is not original[target]]
     for i in others:
         torch.testing.assert_close(base[i], moved[i])
+
+
+def test_deepstack_features_reach_the_loss_forward(buffered):
+    """Qwen3-Omni: moving only a video's cached DeepStack features (pooled features untouched) moves that row's
+    loss-forward log-probs, and no other row's."""
+    from hs_rl.grpo.families import family_of
+
+    trainer = buffered
+    if family_of(trainer.accelerator.unwrap_model(trainer.model)).name != "qwen3_omni":
+        pytest.skip("Qwen2.5-Omni has no DeepStack features")
+    micro = next(m for m in trainer._buffered_inputs if any(r.has_video for r in m["media"]))
+    base = _rows_logps(trainer, micro)
+    target = next(i for i, r in enumerate(micro["media"]) if r.has_video)
+    row = micro["media"][target]
+    encoded = row.cache["encoded"]  # frozen encoders: what every forward of the step reuses
+    saved = encoded["deepstack"]
+    try:
+        encoded["deepstack"] = [layer + torch.randn_like(layer) for layer in saved]
+        moved = _rows_logps(trainer, micro)
+    finally:
+        encoded["deepstack"] = saved
+    valid = micro["completion_mask"][target].bool()
+    assert not torch.allclose(base[target][valid], moved[target][valid], rtol=0, atol=1e-6), \
+        "DeepStack features did not reach the loss forward"
+    for i, other in enumerate(micro["media"]):
+        if other is not row:
+            torch.testing.assert_close(base[i], moved[i])
+    torch.testing.assert_close(_rows_logps(trainer, micro), base)
+
+
+def test_moe_aux_loss_is_logged_and_experts_can_be_frozen(tiny_qwen3_model, records, tmp_path):
+    """Qwen3-Omni's router load-balancing loss (TRL's compute_aux_loss) is logged; freeze_experts keeps the
+    expert weights while attention and routers train."""
+    trainer = build_trainer(*stage_args(tiny_qwen3_model["full"], interleaved(records, count=2), tmp_path,
+                                        freeze_experts=True, router_aux_loss_coef=0.01))
+    before = _lm_params(trainer.model)
+    trainer.train()
+    after = _lm_params(trainer.model)
+    changed = {n for n in before if not torch.equal(before[n], after[n])}
+    experts = {n for n in before if ".mlp.experts." in n}
+    assert experts and not experts & changed, "frozen experts changed"
+    assert any(".mlp.gate." in n for n in changed) and any("self_attn" in n for n in changed)
+    logged = [h["aux_loss"] for h in trainer.state.log_history if "aux_loss" in h]
+    assert logged and all(v > 0 for v in logged), trainer.state.log_history
 
 
 def test_saved_model_reloads(tiny_model, records, tmp_path):
