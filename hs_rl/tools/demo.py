@@ -234,7 +234,8 @@ def run_demo(args: DemoArguments) -> int:
     print(f"[demo] preparing the {args.preset} {args.family} model and the curriculum under {root}", flush=True)
     model, datasets = prepare_inputs(root, seed=args.seed, preset=args.preset, family=args.family)
     settings = stage_settings(args.pipeline)
-    print(f"[demo] format warm-up ({args.warmup_steps} steps, every answer letter equally) -> the base model", flush=True)
+    print(f"[demo] format warm-up ({args.warmup_steps} steps, every answer letter alike) -> the base model",
+          flush=True)
     base = make_base(root, model, datasets, settings, args.warmup_steps)
     spec = load_pipeline(args.pipeline)
     names = [s.name for s in spec.stages]
