@@ -101,10 +101,10 @@ GiB = 1024 ** 3
 # ------------------------------------------------------------------------------------------- model and prompt
 
 def build_processor():
-    from hs_rl.tools.tiny_model import build_processor as processor_of
+    from hs_rl.grpo.families import get_family
     from hs_rl.tools.tiny_model import build_tokenizer
 
-    return processor_of(build_tokenizer(2048))
+    return get_family("qwen2_5_omni").build_processor(build_tokenizer(2048))
 
 
 def thinker_config(dims: dict, tokenizer, layers: int):
