@@ -78,8 +78,11 @@ def resume_from_copy(reference: Path, step: int, command: list[str], out: Path) 
     run(command)
 
 
-def test_sigkill_after_second_checkpoint_resumes_exactly(tiny_model, video_data, tmp_path):
+def test_sigkill_after_second_checkpoint_resumes_exactly(omni_model, video_data, tmp_path):
+    """Each family (Qwen3-Omni: MoE thinker, DeepStack): kill -9 after checkpoint 4, run again, same weights."""
     from hs_rl.grpo.checkpoints import MARKER
+
+    tiny_model = omni_model
 
     args = ("--max_steps", "6", "--save_steps", "2")
     reference = tmp_path / "reference"
