@@ -79,12 +79,12 @@ def prepare_inputs(root: Path, seed: int = 0, preset: str = DEMO_PRESET,
 
 
 def stage_settings(pipeline: str) -> dict:
-    """The first stage's YAML (prompt and media settings the warm-up and the evaluation share with training)."""
-    import yaml
-
+    """The first stage's options, its `base:` chain included (prompt and media settings the warm-up and the
+    evaluation share with training)."""
+    from hs_rl.cli import read_config
     from hs_rl.pipeline import load_pipeline
 
-    return yaml.safe_load(Path(load_pipeline(pipeline).stages[0].config).read_text(encoding="utf-8")) or {}
+    return read_config(load_pipeline(pipeline).stages[0].config)
 
 
 def make_base(root: Path, model: Path, datasets: dict[str, Path], settings: dict, steps: int) -> Path:

@@ -2,7 +2,7 @@
 
 A random model never samples the tags, so GRPO would see format and accuracy rewards of zero everywhere and
 no advantage to follow. This pass trains on the real prompts (media included, through the same `lm_inputs` /
-`rope_positions` forward as the GRPO loss) with targets whose answer letter is drawn uniformly at random,
+`rope_positions` forward as the GRPO loss), each prompt with every one of its option letters as a target,
 independently of the media: it teaches the shape of an answer, and the model it makes answers at chance.
 It runs in transformers' `Trainer` (optimizer, schedule, seeding, saving are its own); only the loss is ours.
 """
@@ -38,14 +38,14 @@ class WarmupDataset(torch.utils.data.Dataset):
 
     def __init__(self, prompts: list[tuple[PromptMedia, Record]], tokenizer, length: int, seed: int):
         end = tokenizer.eos_token
+        targets = {letter: torch.tensor(tokenizer(warmup_target(letter) + end, add_special_tokens=False)["input_ids"])
+                   for letter in "ABCDE"}  # tokenized once; items share these tensors (nothing writes to them)
         order = random.Random(seed).sample(range(len(prompts)), len(prompts))
         self.items = []
         for i in range(length):
             media, record = prompts[order[i % len(prompts)]]
             letters = "ABCDE"[:max(len(record.options), 1)]
-            targets = [torch.tensor(tokenizer(warmup_target(letter) + end, add_special_tokens=False)["input_ids"])
-                       for letter in letters]
-            self.items.append({"media": media, "targets": targets})
+            self.items.append({"media": media, "targets": [targets[letter] for letter in letters]})
 
     def __len__(self) -> int:
         return len(self.items)
