@@ -72,7 +72,8 @@ def child(args) -> None:
     out = workdir / f"run-{args.mode}"
     parser = build_parser("train")
     data_args, config, model_args = parser.parse_args_and_config([
-        "--config", str(STAGE), "--model_name_or_path", str(base), "--dataset", str(dataset),
+        "--config", str(STAGE), "--model_name_or_path", str(base), "--ref_model_name_or_path", str(base),
+        "--dataset", str(dataset),
         "--output_dir", str(out), "--save_strategy", "no", "--report_to", "none", "--completions_log", "false",
         "--resume_from_checkpoint", "none", *(["--max_steps", str(args.steps)] if args.steps else [])])
     trainer = build_trainer(data_args, config, model_args)

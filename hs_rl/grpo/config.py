@@ -78,6 +78,11 @@ class OmniGRPOConfig(GRPOConfig):
                                          "run deletes them (otherwise it is refused, naming them)."})
     run_all_towers: bool | None = field(
         default=None, metadata={"help": "Run both encoders in every forward (needed by ZeRO-3; auto by default)."})
+    ref_model_name_or_path: str | None = field(
+        default=None, metadata={"help": "The KL term's reference model (beta > 0): a model folder. Default: the model "
+                                        "the stage starts from (TRL's). A chain of stages can anchor every stage "
+                                        "to one model, e.g. the one before stage 1. Not with LoRA (its reference "
+                                        "is the adapter switched off)."})
 
     def __post_init__(self):
         if isinstance(self.reward_kwargs, str):  # from the command line: a YAML/JSON mapping
@@ -89,6 +94,13 @@ class OmniGRPOConfig(GRPOConfig):
             raise ValueError("remove_unused_columns: true would drop the rows' media and the columns the rewards read "
                              "(answer, question_type, options); leave it false (TRL's default)")
         super().__post_init__()
+        if self.ref_model_name_or_path and self.beta == 0:
+            raise ValueError(f"ref_model_name_or_path={self.ref_model_name_or_path!r} has no use with beta 0 (no KL "
+                             "term): set beta > 0 or drop it")
+        if self.ref_model_name_or_path:
+            from hs_rl.grpo.model import check_model_dir
+
+            check_model_dir(self.ref_model_name_or_path)  # a wrong path fails here, before any model loads
 
 
 @dataclass

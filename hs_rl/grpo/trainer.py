@@ -54,12 +54,14 @@ logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def _thinker_reference_models():
+def _thinker_reference_models(reference: str | None = None):
     """Make TRL build its reference model as a thinker of the checkpoint's family (it would otherwise load the
-    class named in config.json, the full Omni model for a full checkpoint folder)."""
+    class named in config.json, the full Omni model for a full checkpoint folder), from `reference` when given
+    (TRL's own choice is the policy's starting checkpoint)."""
     original = _trl_grpo.create_model_from_path
 
     def create_thinker(model_id: str, architecture=None, **kwargs):
+        model_id = reference or model_id
         return original(model_id, architecture=family_of_dir(model_id).thinker_class, **kwargs)
 
     _trl_grpo.create_model_from_path = create_thinker
@@ -85,7 +87,11 @@ class OmniGRPOTrainer(GRPOTrainer):
 
     def __init__(self, *args, encoders_frozen: bool = True, run_all_towers: bool | None = None,
                  completions_log: str | Path | None = None, **kwargs):
-        with _thinker_reference_models():
+        reference = getattr(kwargs.get("args"), "ref_model_name_or_path", None)
+        if reference and kwargs.get("peft_config") is not None:
+            raise ValueError(f"ref_model_name_or_path={reference!r} with LoRA: the LoRA run's reference is its "
+                             "model with the adapter switched off; drop one of the two")
+        with _thinker_reference_models(reference):
             super().__init__(*args, **kwargs)
         self._rows: list[PromptMedia] | None = None
         self.encoders_frozen = encoders_frozen

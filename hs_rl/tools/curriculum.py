@@ -38,15 +38,19 @@ COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 60, 230), 
 # the frozen random audio tower of the demo model to carry)
 BANDS = {"very low": (120.0, 450.0), "low": (750.0, 1400.0), "high": (2000.0, 3300.0), "very high": (4500.0, 7500.0)}
 PARTIALS = 12
-PAIR_COLOURS = ("red", "blue")
-PAIR_BANDS = ("very low", "high")
+# the video+audio family's four classes, in option order (A-D): each class's letter is the one its colour has in
+# the video family or the one its band has in the audio family, never neither, so no class has both earlier
+# skills voting for one same wrong letter (red is A and green B in the video family; high is C, very high D)
+# (the family's other order, red and blue with the very low and high bands, gave one class two votes for one wrong
+# letter: after stage 2 the model never sampled its right one, and stage 3's learning of it cost stage 2's skill)
+PAIR_CLASSES = (("red", "high"), ("green", "very high"), ("green", "high"), ("red", "very high"))
+PAIR_TONES = {"high": "low", "very high": "high"}  # the two bands as the family's options name them (of the two)
 
 QUESTIONS = {
     VIDEO_TASK: ("What colour is the large moving shape?", list(COLOURS)),
     AUDIO_TASK: ("Which pitch band is the tone in?", list(BANDS)),
     VIDEO_AUDIO_TASK: ("What colour is the shape, and is the tone low or high?",
-                       [f"{c}, {'low' if b == PAIR_BANDS[0] else 'high'} tone"
-                        for c in PAIR_COLOURS for b in PAIR_BANDS]),
+                       [f"{colour}, {PAIR_TONES[band]} tone" for colour, band in PAIR_CLASSES]),
 }
 FRAME_SIZE = (112, 112)  # width, height: 16 video tokens per pair of frames, so the frames fill the prompt
 FPS = 4
@@ -124,7 +128,7 @@ def _family_items(task: str, split: str, per_class: int, folder: Path, rng: np.r
             relative = f"media/{stem}.mp4"
             _write_clip(folder / relative, _frames(COLOURS[list(COLOURS)[cls]], rng), None)
         else:
-            colour, band = PAIR_COLOURS[cls // 2], PAIR_BANDS[cls % 2]
+            colour, band = PAIR_CLASSES[cls]
             relative = f"media/{stem}.mp4"
             _write_clip(folder / relative, _frames(COLOURS[colour], rng), _tone_of(band, rng, SECONDS))
         items.append((relative, _question(task, cls)))
@@ -198,3 +202,61 @@ def heldout_accuracy(thinker, processor, data_args, data_dir: str | Path, family
     thinker.train(was_training)
     texts = tokenizer.batch_decode(tokens, skip_special_tokens=True)
     return sum(score_answer(t, r.answer, r.question_type, r.options) for t, r in zip(texts, records)) / len(records)
+
+
+
+
+def right_letter_probabilities(models: dict[str, str | Path], data_args, data_dir: str | Path
+                               ) -> dict[str, dict[str, float]]:
+    """Per model and family: the mean probability the model gives the right letter right after
+    `<think></think><answer>` on the held-out questions (teacher-forced: the letter it would sample at temperature 1).
+
+    Why beside greedy accuracy: a model that spreads its letters evenly (the warm-up's base, about 0.25 each)
+    answers greedily with whichever letter leads by a hair for that clip, so its greedy accuracy lands anywhere
+    from 0 to 0.5 by luck; this probability is what "at chance" means for it. The prompts are prepared once and
+    every model answers the same batch.
+    """
+    from hs_rl.grpo.model import load_processor, load_thinker
+
+    processor = load_processor(next(iter(models.values())))
+    batches = {family: _letter_batch(processor, data_args, data_dir, family) for family in FAMILIES}
+    return {label: {family: _right_probability(thinker, *batch) for family, batch in batches.items()}
+            for label, thinker in ((label, load_thinker(model, dtype="float32")) for label, model in models.items())}
+
+
+def right_letter_probability(thinker, processor, data_args, data_dir: str | Path, family: str) -> float:
+    """`right_letter_probabilities` for one thinker in memory (e.g. a trainer's model) and one family."""
+    return _right_probability(thinker, *_letter_batch(processor, data_args, data_dir, family))
+
+
+def _letter_batch(processor, data_args, data_dir: str | Path, family: str):
+    """The family's held-out prompts, each followed by the answer's opening tags; right letters; letter ids."""
+    import torch
+
+    from hs_rl.data.prompt_media import prepare_prompt
+    from hs_rl.tools.warmup import THOUGHT, collate
+
+    tokenizer = processor.tokenizer
+    prefix = torch.tensor(tokenizer(f"<think>{THOUGHT}</think><answer>", add_special_tokens=False)["input_ids"])
+    letters = [tokenizer(letter, add_special_tokens=False)["input_ids"][0] for letter in "ABCD"]
+    records = heldout_records(data_dir, family)
+    batch = collate([{"media": prepare_prompt(r, processor, data_args)[0], "targets": [prefix]} for r in records])
+    return batch, torch.tensor(["ABCD".index(r.answer) for r in records]), letters
+
+
+def _right_probability(thinker, batch, right, letters) -> float:
+    import torch
+
+    from hs_rl.grpo.omni_inputs import lm_inputs, rope_positions
+
+    was_training = thinker.training
+    thinker.eval()
+    with torch.no_grad():
+        # use_cache=False: the towers' outputs differ per model (a stage may train a tower)
+        embedded = lm_inputs(thinker, batch["input_ids"], batch["rows"], use_cache=False,
+                             prompt_width=batch["prompt_width"])
+        positions = rope_positions(thinker, batch["attention_mask"], batch["rows"], batch["prompt_width"])
+        logits = thinker(**embedded, attention_mask=batch["attention_mask"], position_ids=positions).logits[:, -1]
+    thinker.train(was_training)
+    probabilities = logits.float().softmax(-1)[:, letters]
+    return probabilities[torch.arange(len(right)), right].mean().item()

@@ -180,6 +180,28 @@ def test_saved_model_reloads(tiny_model, records, tmp_path):
         torch.testing.assert_close(tensor, trained[name], msg=name)
 
 
+def test_kl_reference_can_be_another_model(tiny_model, records, tmp_path):
+    """`ref_model_name_or_path`: the KL term's reference is that folder's thinker, not the stage's starting model
+    (one trained step away here); the KL it logs is then non-zero from the first step. Misuse fails early."""
+    first = build_trainer(*stage_args(tiny_model["full"], interleaved(records, count=4), tmp_path / "a"))
+    first.train()
+    first.save_model(str(tmp_path / "moved"))
+    trainer = build_trainer(*stage_args(tmp_path / "moved", interleaved(records, count=4), tmp_path / "b", beta=0.1,
+                                        ref_model_name_or_path=str(tiny_model["full"])))
+    start = dict(trainer.model.named_parameters())
+    reference = dict(trainer.ref_model.named_parameters())
+    name = next(n for n, p in start.items() if p.requires_grad and not torch.equal(p, reference[n]))
+    untouched = build_trainer(*stage_args(tiny_model["full"], interleaved(records, count=4), tmp_path / "c"))
+    torch.testing.assert_close(reference[name], dict(untouched.model.named_parameters())[name])
+    trainer.train()
+    assert trainer.state.log_history[0]["kl"] > 0
+    with pytest.raises(ValueError, match="beta 0"):
+        stage_args(tmp_path / "moved", records[:2], tmp_path / "d", ref_model_name_or_path=str(tiny_model["full"]))
+    with pytest.raises(ValueError, match="LoRA"):
+        build_trainer(*stage_args(tmp_path / "moved", records[:2], tmp_path / "e", beta=0.1, use_peft=True,
+                                  lora_r=4, ref_model_name_or_path=str(tiny_model["full"])))
+
+
 def test_over_long_prompt_is_refused_with_its_record(tiny_model, records, tmp_path):
     trainer = build_trainer(*stage_args(tiny_model["full"], interleaved(records, count=4), tmp_path,
                                         max_prompt_length=50))

@@ -52,16 +52,16 @@ def demo_run(tmp_path_factory):
 def test_each_stage_learns_its_family_and_keeps_the_earlier_ones(demo_run):
     _, table = demo_run
     accuracy = table["accuracy"]
+    right = table["right_letter_probability"]  # what the model samples: "at chance" for an undecided model
     assert table["chance"] == {"video": 0.25, "audio": 0.25, "video_audio": 0.25}
-    assert abs(accuracy["base"]["video"] - 0.25) <= 0.15 and abs(accuracy["base"]["audio"] - 0.25) <= 0.15
+    assert all(abs(right["base"][family] - 0.25) <= 0.1 for family in table["chance"]), right["base"]
     assert accuracy["base"]["format"] >= 0.9  # the warm-up taught the format, not the answers
-    assert accuracy["stage1_video"]["video"] >= 0.9
-    assert abs(accuracy["stage1_video"]["audio"] - 0.25) <= 0.15  # stage 1 saw no audio question
+    assert accuracy["stage1_video"]["video"] >= 0.9 and right["stage1_video"]["video"] >= 0.9
+    assert abs(right["stage1_video"]["audio"] - 0.25) <= 0.1  # stage 1 saw no audio question
     assert accuracy["stage2_audio"]["audio"] >= 0.85
     assert accuracy["stage2_audio"]["video"] >= 0.85  # the second stage kept the first stage's skill
-    assert accuracy["stage3_video_audio"]["video_audio"] >= 0.85
-    assert accuracy["stage3_video_audio"]["video"] >= 0.85
-    assert accuracy["stage3_video_audio"]["audio"] >= 0.75  # 0.88 measured: stage 3 costs some of stage 2's skill
+    for family in ("video", "audio", "video_audio"):  # the third learnt its own and kept both earlier skills
+        assert accuracy["stage3_video_audio"][family] >= 0.85, (family, accuracy["stage3_video_audio"])
 
 
 def test_learning_table_and_curves_are_written(demo_run):
@@ -70,6 +70,8 @@ def test_learning_table_and_curves_are_written(demo_run):
     root, table = demo_run
     assert set(table["accuracy"]) == {"base", "stage1_video", "stage2_audio", "stage3_video_audio"}
     assert set(table["accuracy"]["stage1_video"]) == {"video", "audio", "video_audio", "format"}
+    assert set(table["right_letter_probability"]) == set(table["accuracy"])
+    assert "probability of the right letter" in format_learning_table(table)
     assert "base (after format warm-up)" in format_learning_table(table)
     for name in ("stage1_video", "stage2_audio", "stage3_video_audio"):
         logged = [h for h in json.loads((root / name / "log_history.json").read_text()) if "reward" in h]
@@ -87,7 +89,7 @@ def test_without_media_in_the_loss_it_stays_at_chance(demo_run, monkeypatch, tmp
     from hs_rl.cli import build_parser
     from hs_rl.grpo.omni_inputs import thinker_of
     from hs_rl.grpo.trainer import OmniGRPOTrainer
-    from hs_rl.tools.curriculum import heldout_accuracy
+    from hs_rl.tools.curriculum import heldout_accuracy, right_letter_probability
     from hs_rl.train import build_trainer
 
     root, table = demo_run
@@ -95,11 +97,14 @@ def test_without_media_in_the_loss_it_stays_at_chance(demo_run, monkeypatch, tmp
                         GRPOTrainer._get_per_token_logps_and_entropies)
     data_args, config, model_args = build_parser("train").parse_args_and_config([
         "--config", str(STAGE1), "--model_name_or_path", str(root / "base" / "final"),
+        "--ref_model_name_or_path", str(root / "base" / "final"),
         "--dataset", str(root / "data" / "stage1_video.jsonl"), "--output_dir", str(tmp_path / "run"),
         "--save_strategy", "no", "--report_to", "none", "--resume_from_checkpoint", "none"])
     trainer = build_trainer(data_args, config, model_args)
     trainer.train()
-    after = heldout_accuracy(thinker_of(trainer.model), trainer.processing_class, data_args,
-                             root / "data" / "curriculum", "video")
-    assert abs(after - 0.25) <= 0.15, after
-    assert table["accuracy"]["stage1_video"]["video"] - after >= 0.4
+    thinker, processor, data = thinker_of(trainer.model), trainer.processing_class, root / "data" / "curriculum"
+    sampled = right_letter_probability(thinker, processor, data_args, data, "video")
+    greedy = heldout_accuracy(thinker, processor, data_args, data, "video")
+    assert abs(sampled - 0.25) <= 0.1, sampled  # undecided: its greedy pick is luck, reported only
+    assert table["right_letter_probability"]["stage1_video"]["video"] - sampled >= 0.5, (sampled, greedy)
+    assert table["accuracy"]["stage1_video"]["video"] - greedy >= 0.25, greedy
