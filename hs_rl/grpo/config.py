@@ -97,6 +97,9 @@ class OmniGRPOConfig(GRPOConfig):
         if self.ref_model_name_or_path and self.beta == 0:
             raise ValueError(f"ref_model_name_or_path={self.ref_model_name_or_path!r} has no use with beta 0 (no KL "
                              "term): set beta > 0 or drop it")
+        if self.ref_model_name_or_path and self.sync_ref_model:
+            raise ValueError("ref_model_name_or_path with sync_ref_model: true: the sync would replace that reference "
+                             "with the policy every ref_model_sync_steps; drop one of the two")
         if self.ref_model_name_or_path:
             from hs_rl.grpo.model import check_model_dir
 

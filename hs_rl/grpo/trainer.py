@@ -42,7 +42,7 @@ from trl.trainer import grpo_trainer as _trl_grpo
 
 from hs_rl.data.dataset import FirstUseSampler, prompt_count
 from hs_rl.grpo.checkpoints import load_saved_weights, loads_plain_weights, mark_complete
-from hs_rl.grpo.families import family_of_dir
+from hs_rl.grpo.families import family_of, family_of_dir
 from hs_rl.grpo.generation import generate_rows
 from hs_rl.grpo.omni_inputs import PromptMedia, lm_inputs, rope_positions, thinker_of
 from hs_rl.grpo.prefix_sharing import completion_masks_are_prefixes, shared_prefix_logps, splits_a_group, unsafe_reason
@@ -91,10 +91,25 @@ class OmniGRPOTrainer(GRPOTrainer):
         if reference and kwargs.get("peft_config") is not None:
             raise ValueError(f"ref_model_name_or_path={reference!r} with LoRA: the LoRA run's reference is its "
                              "model with the adapter switched off; drop one of the two")
+        if reference and kwargs.get("model") is not None and not isinstance(kwargs["model"], str):
+            mine, theirs = family_of(thinker_of(kwargs["model"])).name, family_of_dir(reference).name
+            if mine != theirs:
+                raise ValueError(f"ref_model_name_or_path={reference!r} is a {theirs} model; the policy is {mine}")
         with _thinker_reference_models(reference):
             super().__init__(*args, **kwargs)
+        if reference and self.ref_model is not None:
+            sizes = [thinker_of(self.accelerator.unwrap_model(m)).get_input_embeddings().num_embeddings
+                     for m in (self.model, self.ref_model)]
+            if sizes[0] != sizes[1]:
+                raise ValueError(f"ref_model_name_or_path={reference!r} has a vocabulary of {sizes[1]} tokens; the "
+                                 f"policy's has {sizes[0]}: the KL term compares the two token by token")
         self._rows: list[PromptMedia] | None = None
         self.encoders_frozen = encoders_frozen
+        # frozen towers: a prompt's encoder outputs are computed once and cached on its row. TRL's reference is the
+        # stage's starting checkpoint, whose frozen towers are the policy's, so it may read that cache; another
+        # reference model (ref_model_name_or_path) may hold other towers (an earlier stage trained one) and runs
+        # its own
+        self._ref_reads_cache = not reference
         if run_all_towers is None:  # ZeRO-3 gathers a tower's weights collectively: every rank must run both
             plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
             run_all_towers = bool(plugin is not None and plugin.zero_stage == 3)
@@ -218,6 +233,7 @@ class OmniGRPOTrainer(GRPOTrainer):
         if rows is None or len(rows) != input_ids.size(0):
             raise RuntimeError("media rows are out of step with the batch (OmniGRPOTrainer bookkeeping bug)")
         thinker = thinker_of(self.accelerator.unwrap_model(model))
+        use_cache = self.encoders_frozen and (self._ref_reads_cache or model is not self.ref_model)
         prompt_width = input_ids.size(1) - logits_to_keep
         batch_size = batch_size or input_ids.size(0)
         all_logps, all_entropies, all_aux = [], [], []
@@ -228,14 +244,14 @@ class OmniGRPOTrainer(GRPOTrainer):
             self._last_packed = packed
             if packed:
                 logps, entropies = shared_prefix_logps(
-                    model, thinker, ids, mask, chunk, logits_to_keep, encoders_frozen=self.encoders_frozen,
+                    model, thinker, ids, mask, chunk, logits_to_keep, encoders_frozen=use_cache,
                     run_all_towers=self.run_all_towers, compute_entropy=compute_entropy,
                     autocast=self.accelerator.autocast())
                 all_logps.append(logps)
                 if compute_entropy:
                     all_entropies.append(entropies)
                 continue
-            inputs = lm_inputs(thinker, ids, chunk, use_cache=self.encoders_frozen, prompt_width=prompt_width,
+            inputs = lm_inputs(thinker, ids, chunk, use_cache=use_cache, prompt_width=prompt_width,
                                run_all_towers=self.run_all_towers)
             positions = rope_positions(thinker, mask, chunk, prompt_width)
             labels = ids.masked_fill(mask == 0, -100)

@@ -204,16 +204,14 @@ def heldout_accuracy(thinker, processor, data_args, data_dir: str | Path, family
     return sum(score_answer(t, r.answer, r.question_type, r.options) for t, r in zip(texts, records)) / len(records)
 
 
-
-
 def right_letter_probabilities(models: dict[str, str | Path], data_args, data_dir: str | Path
                                ) -> dict[str, dict[str, float]]:
     """Per model and family: the mean probability the model gives the right letter right after
     `<think></think><answer>` on the held-out questions (teacher-forced: the letter it would sample at temperature 1).
 
     Why beside greedy accuracy: a model that spreads its letters evenly (the warm-up's base, about 0.25 each)
-    answers greedily with whichever letter leads by a hair for that clip, so its greedy accuracy lands anywhere
-    from 0 to 0.5 by luck; this probability is what "at chance" means for it. The prompts are prepared once and
+    answers greedily with whichever letter leads by a hair for that clip, so its greedy accuracy is luck
+    (0.00 to 0.53 measured); this probability is what "at chance" means for it. The prompts are prepared once and
     every model answers the same batch.
     """
     from hs_rl.grpo.model import load_processor, load_thinker
@@ -239,6 +237,10 @@ def _letter_batch(processor, data_args, data_dir: str | Path, family: str):
     tokenizer = processor.tokenizer
     prefix = torch.tensor(tokenizer(f"<think>{THOUGHT}</think><answer>", add_special_tokens=False)["input_ids"])
     letters = [tokenizer(letter, add_special_tokens=False)["input_ids"][0] for letter in "ABCD"]
+    for letter, token in zip("ABCD", letters):  # the letter must be one token of its own after the tag
+        whole = tokenizer(f"<think>{THOUGHT}</think><answer>{letter}", add_special_tokens=False)["input_ids"]
+        if whole != prefix.tolist() + [token]:
+            raise ValueError(f"this tokenizer does not split `<answer>{letter}` into the tag and one letter token")
     records = heldout_records(data_dir, family)
     batch = collate([{"media": prepare_prompt(r, processor, data_args)[0], "targets": [prefix]} for r in records])
     return batch, torch.tensor(["ABCD".index(r.answer) for r in records]), letters

@@ -239,7 +239,8 @@ def run_demo(args: DemoArguments) -> int:
     started = time.time()
     # one torch thread per process unless the user says otherwise: the demo's tensors are tiny, and two threads on
     # two (often shared) cores made its steps several times slower; the stages' subprocesses inherit this
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    if not os.environ.get("OMP_NUM_THREADS", "").strip().isdigit():  # unset or empty (libgomp rejects empty too)
+        os.environ["OMP_NUM_THREADS"] = "1"
     import torch
 
     torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))

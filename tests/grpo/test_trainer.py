@@ -180,26 +180,47 @@ def test_saved_model_reloads(tiny_model, records, tmp_path):
         torch.testing.assert_close(tensor, trained[name], msg=name)
 
 
-def test_kl_reference_can_be_another_model(tiny_model, records, tmp_path):
-    """`ref_model_name_or_path`: the KL term's reference is that folder's thinker, not the stage's starting model
-    (one trained step away here); the KL it logs is then non-zero from the first step. Misuse fails early."""
-    first = build_trainer(*stage_args(tiny_model["full"], interleaved(records, count=4), tmp_path / "a"))
-    first.train()
-    first.save_model(str(tmp_path / "moved"))
-    trainer = build_trainer(*stage_args(tmp_path / "moved", interleaved(records, count=4), tmp_path / "b", beta=0.1,
-                                        ref_model_name_or_path=str(tiny_model["full"])))
-    start = dict(trainer.model.named_parameters())
-    reference = dict(trainer.ref_model.named_parameters())
-    name = next(n for n, p in start.items() if p.requires_grad and not torch.equal(p, reference[n]))
-    untouched = build_trainer(*stage_args(tiny_model["full"], interleaved(records, count=4), tmp_path / "c"))
-    torch.testing.assert_close(reference[name], dict(untouched.model.named_parameters())[name])
-    trainer.train()
-    assert trainer.state.log_history[0]["kl"] > 0
+def test_kl_reference_can_be_another_model(tiny_model, tiny_qwen3_model, records, tmp_path):
+    """`ref_model_name_or_path`: the KL term's reference is that folder's thinker, towers included (the policy's
+    cached encoder outputs are not its own), not the stage's starting model. Misuse fails early."""
+    from hs_rl.grpo.model import load_thinker
+    from hs_rl.grpo.omni_inputs import thinker_of
+
+    other = load_thinker(tiny_model["full"], dtype="float32")
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for parameter in other.parameters():  # every weight moves, the frozen towers' too
+            parameter.add_(0.05 * torch.randn(parameter.shape, generator=generator))
+    other.save_pretrained(tmp_path / "other")
+    trainer = build_trainer(*stage_args(tiny_model["full"], interleaved(records, count=8), tmp_path / "run",
+                                        per_device_train_batch_size=4, num_generations=2, steps_per_generation=2,
+                                        beta=0.1, temperature=0.7, ref_model_name_or_path=str(tmp_path / "other")))
+    moved = dict(other.named_parameters())
+    for name, parameter in trainer.ref_model.named_parameters():
+        torch.testing.assert_close(parameter, moved[name], msg=name)
+    trainer.model.train()
+    trainer._prepare_inputs(next(iter(trainer.get_train_dataloader())))
+    reference = thinker_of(trainer.accelerator.unwrap_model(trainer.ref_model))
+    kinds = set()
+    for micro in trainer._buffered_inputs:
+        for i, row in enumerate(micro["media"]):
+            kinds.add((row.has_video, row.has_audio))
+            valid = micro["completion_mask"][i].bool()
+            expected = _reference_logps(reference, row, micro["completion_ids"][i][valid].tolist(),
+                                        trainer.temperature)
+            torch.testing.assert_close(micro["ref_per_token_logps"][i][valid], expected, atol=1e-4, rtol=1e-4)
+    assert {(True, False), (False, True)} <= kinds, kinds  # video and audio rows: both towers were checked
     with pytest.raises(ValueError, match="beta 0"):
-        stage_args(tmp_path / "moved", records[:2], tmp_path / "d", ref_model_name_or_path=str(tiny_model["full"]))
+        stage_args(tiny_model["full"], records[:2], tmp_path / "d", ref_model_name_or_path=str(tmp_path / "other"))
     with pytest.raises(ValueError, match="LoRA"):
-        build_trainer(*stage_args(tmp_path / "moved", records[:2], tmp_path / "e", beta=0.1, use_peft=True,
-                                  lora_r=4, ref_model_name_or_path=str(tiny_model["full"])))
+        build_trainer(*stage_args(tiny_model["full"], records[:2], tmp_path / "e", beta=0.1, use_peft=True,
+                                  lora_r=4, ref_model_name_or_path=str(tmp_path / "other")))
+    with pytest.raises(ValueError, match="sync_ref_model"):
+        stage_args(tiny_model["full"], records[:2], tmp_path / "f", beta=0.1, sync_ref_model=True,
+                   ref_model_name_or_path=str(tmp_path / "other"))
+    with pytest.raises(ValueError, match="qwen3_omni model; the policy is qwen2_5_omni"):
+        build_trainer(*stage_args(tiny_model["full"], records[:2], tmp_path / "g", beta=0.1,
+                                  ref_model_name_or_path=str(tiny_qwen3_model["full"])))
 
 
 def test_over_long_prompt_is_refused_with_its_record(tiny_model, records, tmp_path):

@@ -71,7 +71,10 @@ def test_learning_table_and_curves_are_written(demo_run):
     assert set(table["accuracy"]) == {"base", "stage1_video", "stage2_audio", "stage3_video_audio"}
     assert set(table["accuracy"]["stage1_video"]) == {"video", "audio", "video_audio", "format"}
     assert set(table["right_letter_probability"]) == set(table["accuracy"])
-    assert "probability of the right letter" in format_learning_table(table)
+    printed = format_learning_table(table).split("probability of the right letter")[1]  # the second block
+    base = next(line for line in printed.splitlines() if line.startswith("base"))
+    assert base.split()[-3:] == [f"{table['right_letter_probability']['base'][k]:.2f}"
+                                 for k in ("video", "audio", "video_audio")]
     assert "base (after format warm-up)" in format_learning_table(table)
     for name in ("stage1_video", "stage2_audio", "stage3_video_audio"):
         logged = [h for h in json.loads((root / name / "log_history.json").read_text()) if "reward" in h]
