@@ -1,6 +1,8 @@
 """Does the media reach the gradient? Stage 1 of the demo curriculum trained twice from the same base, seed and steps.
 
     python benchmarks/learning.py            # under 8 minutes on 2 CPU cores
+    python benchmarks/learning.py --workdir experiments/demo   # after `hs-rl demo`: from its very base, and its
+                                             # report/learning.json gets the `plain_trl` row (held-out video)
 
 - `ours` — `OmniGRPOTrainer` as `hs-rl train` builds it (stages/demo/stage1_video.yaml).
 - `plain_trl` — the same trainer with TRL's own `GRPOTrainer._get_per_token_logps_and_entropies` put back:
@@ -154,6 +156,12 @@ def main(argv=None) -> int:
     plot(results, workdir / "learning.png")
     if args.png:
         plot(results, Path(args.png))
+    demo_table = workdir / "report" / "learning.json"
+    if demo_table.is_file():  # run on a demo's folder (--workdir experiments/demo): its table gets the row
+        table = json.loads(demo_table.read_text())
+        table.setdefault("accuracy", {})["plain_trl"] = {"video": results["plain_trl"]["heldout_after"]}
+        demo_table.write_text(json.dumps(table, indent=2) + "\n")
+        print(f"plain_trl row added to {demo_table}")
     print(f"picture: {workdir / 'learning.png'}; json: {workdir / 'learning.json'}; "
           f"{summary['wall_seconds']:.0f} s in all")
     print(f"learning_ours: {results['ours']['heldout_after']:.3f}")

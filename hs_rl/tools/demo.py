@@ -215,8 +215,9 @@ def format_learning_table(table: dict) -> str:
         return f"{value:>11.2f}{'!' if miss else ' '}"
 
     lines = [f"{'accuracy on held-out questions':<32}{'video':>12}{'audio':>12}{'video+audio':>12}{'format':>12}"]
+    labels = {"base": "base (after format warm-up)", "plain_trl": "stage1, TRL's loss (no media)"}
     for model in table["accuracy"]:
-        name = "base (after format warm-up)" if model == "base" else model
+        name = labels.get(model, model)
         lines.append(f"{name:<32}" + "".join(cell(model, k) for k in ("video", "audio", "video_audio", "format")))
     chance = table["chance"]
     lines.append(f"{'chance':<32}" + "".join(f"{chance[k]:>11.2f} " for k in ("video", "audio", "video_audio")))
