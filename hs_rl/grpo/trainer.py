@@ -105,11 +105,6 @@ class OmniGRPOTrainer(GRPOTrainer):
                                  f"policy's has {sizes[0]}: the KL term compares the two token by token")
         self._rows: list[PromptMedia] | None = None
         self.encoders_frozen = encoders_frozen
-        # frozen towers: a prompt's encoder outputs are computed once and cached on its row. TRL's reference is the
-        # stage's starting checkpoint, whose frozen towers are the policy's, so it may read that cache; another
-        # reference model (ref_model_name_or_path) may hold other towers (an earlier stage trained one) and runs
-        # its own
-        self._ref_reads_cache = not reference
         if run_all_towers is None:  # ZeRO-3 gathers a tower's weights collectively: every rank must run both
             plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
             run_all_towers = bool(plugin is not None and plugin.zero_stage == 3)
@@ -233,7 +228,11 @@ class OmniGRPOTrainer(GRPOTrainer):
         if rows is None or len(rows) != input_ids.size(0):
             raise RuntimeError("media rows are out of step with the batch (OmniGRPOTrainer bookkeeping bug)")
         thinker = thinker_of(self.accelerator.unwrap_model(model))
-        use_cache = self.encoders_frozen and (self._ref_reads_cache or model is not self.ref_model)
+        # frozen towers: a prompt's encoder outputs are computed once and cached on its row. TRL's reference is the
+        # stage's starting checkpoint, whose frozen towers are the policy's, so it may read that cache; another
+        # reference model (ref_model_name_or_path) may hold other towers (an earlier stage trained one): its own run
+        use_cache = self.encoders_frozen and (model is not self.ref_model
+                                                 or not getattr(self.args, "ref_model_name_or_path", None))
         prompt_width = input_ids.size(1) - logits_to_keep
         batch_size = batch_size or input_ids.size(0)
         all_logps, all_entropies, all_aux = [], [], []

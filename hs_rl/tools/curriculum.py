@@ -218,8 +218,11 @@ def right_letter_probabilities(models: dict[str, str | Path], data_args, data_di
 
     processor = load_processor(next(iter(models.values())))
     batches = {family: _letter_batch(processor, data_args, data_dir, family) for family in FAMILIES}
-    return {label: {family: _right_probability(thinker, *batch) for family, batch in batches.items()}
-            for label, thinker in ((label, load_thinker(model, dtype="float32")) for label, model in models.items())}
+    table = {}
+    for label, model in models.items():
+        thinker = load_thinker(model, dtype="float32")
+        table[label] = {family: _right_probability(thinker, *batch) for family, batch in batches.items()}
+    return table
 
 
 def right_letter_probability(thinker, processor, data_args, data_dir: str | Path, family: str) -> float:

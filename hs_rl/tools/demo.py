@@ -214,8 +214,8 @@ def format_learning_table(table: dict) -> str:
             miss = abs(table["right_letter_probability"]["base"][key] - table["chance"][key]) > BASE_MARGIN
         return f"{value:>11.2f}{'!' if miss else ' '}"
 
-    lines = [f"{'accuracy on held-out questions':<32}{'video':>12}{'audio':>12}{'video+audio':>12}{'format':>12}"]
     labels = {"base": "base (after format warm-up)", "plain_trl": "stage1, TRL's loss (no media)"}
+    lines = [f"{'accuracy on held-out questions':<32}{'video':>12}{'audio':>12}{'video+audio':>12}{'format':>12}"]
     for model in table["accuracy"]:
         name = labels.get(model, model)
         lines.append(f"{name:<32}" + "".join(cell(model, k) for k in ("video", "audio", "video_audio", "format")))
@@ -223,8 +223,8 @@ def format_learning_table(table: dict) -> str:
     lines.append(f"{'chance':<32}" + "".join(f"{chance[k]:>11.2f} " for k in ("video", "audio", "video_audio")))
     lines.append("\nprobability of the right letter after <answer> (what the model samples; chance 0.25)")
     for model, cells in table["right_letter_probability"].items():
-        name = "base (after format warm-up)" if model == "base" else model
-        lines.append(f"{name:<32}" + "".join(f"{cells[k]:>11.2f} " for k in ("video", "audio", "video_audio")))
+        lines.append(f"{labels.get(model, model):<32}"
+                     + "".join(f"{cells[k]:>11.2f} " for k in ("video", "audio", "video_audio")))
     return "\n".join(lines)
 
 
