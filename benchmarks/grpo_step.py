@@ -19,8 +19,10 @@ burst of foreign load on a shared machine hits every mode alike. Completions hav
 (EOS suppressed in sampling, `max_completion_length` tokens each), so every mode does the same work per step.
 The LM head scores only completion positions in every mode (TRL's compact path, which it takes on GPU; on CPU it
 would score every prompt position too), so the comparison is the one a GPU run would see. The first step of
-each mode is a warm-up; the rest are reported as mean ± sd, with the phases of the mean. Peak memory is the
-sum over every process of a mode (its DataLoader workers included) of each process's peak RSS (VmHWM).
+each mode is a warm-up; the rest are reported as mean ± sd, with the phases of the mean. Peak memory counts every
+process of a mode: the training process's peak RSS (VmHWM) plus each DataLoader worker's peak private memory
+(USS, sampled every 0.5 s; a forked worker's RSS also counts the trainer's pages it shares copy-on-write, which
+the trainer's RSS already holds: both worker figures are printed).
 
 Modes:
 - `upstream` — the layout of the original R1-Omni / HumanOmni GRPO code (baseline, not product code):
@@ -38,11 +40,13 @@ Modes:
 - `ours_noshare` (`--recipe`) — the same trainer with `shared_prefix: false`: what packing alone buys.
 
 `--recipe`: the stage YAMLs' settings scaled to a CPU — gradient checkpointing on in every mode, one group of
-G=8 per micro-batch (one prompt per step), beta 0.1, loss grpo, prompt/completion ≈ 6 (video+audio prompts of
-222 tokens without a system turn, 37-token completions), the `recipe` proxy model (hs_rl.tools.tiny_model: the
-real 152,064-token vocabulary, encoder/LM parameters 0.18 against 0.17 in the 7B; its transformer body weighs
-0.6 of its LM head against about 12 in the 7B, so the shared, unpackable head work is a much larger share of the
-step than on the real model), fp32 on CPU. Modes trl, ours_noshare, ours. It ends with
+G=8 per micro-batch (one prompt per step), beta 0.1, loss grpo, prompt/completion ≈ 6 with media filling most of
+the prompt as in the recipe (the sample set's shortest questions, no system turn, each with a 3-s clip of 224×112
+at 8 fps and its audio track, sampled at 2 fps: 96 video + 75 audio of about 280 tokens; 42-token completions),
+the `recipe` proxy model (hs_rl.tools.tiny_model: the real 152,064-token vocabulary, encoder/LM parameters 0.18
+against 0.17 in the 7B; its transformer body weighs 0.6 of its LM head against about 12 in the 7B, so the shared,
+unpackable head work is a much larger share of the step than on the real model, while its towers cost more per
+media token beside its small body than the 7B's do), fp32 on CPU. Modes trl, ours_noshare, ours. It ends with
     recipe_step_speedup_vs_trl: (trl mean step time) / (ours mean step time)
     recipe_peak_memory_ratio_vs_trl: (ours peak memory, all processes) / (trl peak memory, all processes)
     recipe_shared_prefix_active: 1 if every loss and reference forward of ours ran packed, checked by counting
@@ -70,6 +74,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -87,11 +92,22 @@ STEP_TAG, DONE_TAG = "@@STEP ", "@@DONE "
 
 # ------------------------------------------------------------------------------------------- set-up
 
-def prepare(workdir: Path, preset: str, prompts_needed: int, family: str = "qwen2_5_omni"):
-    """Model folder and a JSONL of `prompts_needed` video_audio records (the longest prompts of the sample data)."""
+RECIPE_CLIP = {"seconds": 3.0, "fps": 8, "size_wh": (224, 112)}  # 6 frames at 2 fps: 96 video + 75 audio tokens
+
+
+def prepare(workdir: Path, preset: str, prompts_needed: int, family: str = "qwen2_5_omni", recipe: bool = False):
+    """Model folder and a JSONL of `prompts_needed` video_audio records of the sample data.
+
+    `recipe`: the records with the shortest questions, each with its clip replaced by a longer, larger one of its
+    own (RECIPE_CLIP, with an audio track), so that media fills most of the prompt as in the recipe (the sample
+    clips give 8 video + 26 audio tokens of a 222-token prompt)."""
+    import dataclasses
+
+    import numpy as np
+
     from hs_rl.data.convert import convert_file
     from hs_rl.data.records import write_records
-    from hs_rl.tools.sample_data import make_sample_data
+    from hs_rl.tools.sample_data import make_sample_data, write_clip
     from hs_rl.tools.tiny_model import make_tiny_model
 
     name = f"model-{preset}" if family == "qwen2_5_omni" else f"model-{family}-{preset}"
@@ -99,8 +115,18 @@ def prepare(workdir: Path, preset: str, prompts_needed: int, family: str = "qwen
     data = make_sample_data(workdir / "data")
     records = [r for r in convert_file(data["train_json"], media_root=data["media_root"])
                if r.modality == "video_audio"]
+    if recipe:  # the shortest questions: with the longer clips media is then about 70 % of a prompt
+        records.sort(key=lambda r: len(r.question) + sum(len(o) for o in r.options))
     chosen = [records[i % len(records)] for i in range(prompts_needed)]
-    path = workdir / f"records-{prompts_needed}.jsonl"
+    path = workdir / f"records-{prompts_needed}{'-recipe' if recipe else ''}.jsonl"
+    if recipe:
+        clips = workdir / "recipe-clips"
+        clips.mkdir(exist_ok=True)
+        for i, record in enumerate(chosen):
+            clip = clips / f"clip_{i:02d}.mp4"
+            if not path.exists():
+                write_clip(clip, i, np.random.default_rng(i), with_audio=True, **RECIPE_CLIP)
+            chosen[i] = dataclasses.replace(record, id=f"{record.id}-long{i}", video=str(clip))
     if not path.exists():  # the parent writes it; the mode processes, started together, only read it
         write_records(chosen, path)  # atomic already: a reader never sees half a file
     return model["full"], path, chosen
@@ -148,10 +174,18 @@ def _compact_lm_head() -> None:
 
 
 class Protocol:
-    """The child's side of the interleaving: wait for the parent's `go`, report a step, report peak memory."""
+    """The child's side of the interleaving: wait for the parent's `go`, report a step, report peak memory.
+
+    A thread samples this process's descendants (DataLoader workers) every 0.5 s: each one's peak RSS and its
+    peak private memory (USS: Private_Clean + Private_Dirty of /proc/PID/smaps_rollup). A forked worker maps the
+    trainer's pages copy-on-write and its RSS counts every one it touches again, so the mode's memory is the
+    trainer's peak RSS plus what each worker holds of its own (its USS); both figures are reported."""
 
     def __init__(self):
         self.peaks: dict[int, int] = {}
+        self.private_peaks: dict[int, int] = {}
+        self._lock = threading.Lock()
+        threading.Thread(target=self._sample, daemon=True).start()
 
     def wait(self) -> bool:
         return sys.stdin.readline().strip() == "go"
@@ -161,26 +195,37 @@ class Protocol:
         sys.stdout.write(STEP_TAG + json.dumps(step) + "\n")
         sys.stdout.flush()
 
+    def _sample(self) -> None:
+        while True:
+            self.poll()
+            time.sleep(0.5)
+
     def poll(self) -> None:
-        """Peak RSS (VmHWM) of every live descendant process (DataLoader workers), kept per pid."""
+        """Peak RSS (VmHWM) and peak private memory of every live descendant process, kept per pid (kB)."""
         for pid in _descendants(os.getpid()):
             try:
-                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        self.peaks[pid] = max(self.peaks.get(pid, 0), int(line.split()[1]))
-            except OSError:
-                pass
+                hwm = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                           if line.startswith("VmHWM:"))
+                private = sum(int(line.split()[1]) for line in Path(f"/proc/{pid}/smaps_rollup").read_text()
+                              .splitlines() if line.startswith(("Private_Clean:", "Private_Dirty:")))
+            except (OSError, StopIteration, ValueError):
+                continue
+            with self._lock:
+                self.peaks[pid] = max(self.peaks.get(pid, 0), hwm)
+                self.private_peaks[pid] = max(self.private_peaks.get(pid, 0), private)
 
-    def memory_mb(self) -> tuple[float, float]:
-        """(this process's peak RSS, the sum of its live descendants' peaks, polled every step) in MB.
+    def memory_mb(self) -> tuple[float, float, float]:
+        """(this process's peak RSS, the sum of its descendants' peak private memory, the sum of their peak RSS),
+        MB.
 
         Not RUSAGE_CHILDREN: libraries run `ldconfig -p` at import time (ctypes.util.find_library), and a child
         forked then exec'd keeps the parent's RSS at the fork as its own peak, which charged every mode a
-        phantom ~0.6 GB process. A DataLoader worker lives through the epoch and is polled at every step.
+        phantom ~0.6 GB process. A DataLoader worker lives through the epoch and is sampled throughout.
         """
         self.poll()
         own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        return own, sum(self.peaks.values()) / 1024
+        with self._lock:
+            return own, sum(self.private_peaks.values()) / 1024, sum(self.peaks.values()) / 1024
 
 
 def _descendants(pid: int) -> list[int]:
@@ -536,7 +581,8 @@ def child(args) -> None:
     torch.manual_seed(0)
     _compact_lm_head()
     workdir = Path(args.workdir)
-    model_dir, data_file, records = prepare(workdir, args.preset, args.prompts * (args.steps + 1), args.family)
+    model_dir, data_file, records = prepare(workdir, args.preset, args.prompts * (args.steps + 1), args.family,
+                                            args.recipe)
     out = workdir / f"out-{args.family}-{args.preset}-{args.mode}"
     ours = args.mode.startswith("ours")
     trainer = make_trainer(model_dir, data_file, out, args, workers=1 if ours else 0,
@@ -557,12 +603,12 @@ def child(args) -> None:
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
     thinker = thinker_of(trainer.model)
     encoders = count(thinker.model.visual) + count(thinker.model.audio_tower)
-    own, workers = protocol.memory_mb()
+    own, workers, workers_rss = protocol.memory_mb()
     result = {
         "mode": args.mode, "preset": args.preset, "params": count(thinker), "encoder_params": encoders,
         "vocab": thinker.config.get_text_config().vocab_size, "steps": steps, "lengths": lengths,
         "shared_prefix": bool(getattr(trainer, "shared_prefix", False)),
-        "peak_rss_mb": own, "peak_rss_children_mb": workers,
+        "peak_rss_mb": own, "peak_private_children_mb": workers, "peak_rss_children_mb": workers_rss,
     }
     sys.stdout.write(DONE_TAG + json.dumps(result) + "\n")
     sys.stdout.flush()
@@ -583,7 +629,7 @@ def summarize(result: dict) -> dict:
             "sd": statistics.stdev(times) if len(times) > 1 else 0.0,
             "best": min(times), "phases": phases, "tokens": tokens,
             "packed": min(s.get("packed", 0.0) for s in measured),
-            "peak_mb": result["peak_rss_mb"] + result["peak_rss_children_mb"],
+            "peak_mb": result["peak_rss_mb"] + result["peak_private_children_mb"],
             "rollout_tps": tokens / phases["generation"] if phases["generation"] else float("nan")}
 
 
@@ -641,7 +687,8 @@ def _print_mode(preset: str, mode: str, result: dict, s: dict) -> None:
           f"(best {s['best']:.2f}) | " + " ".join(f"{p} {ph[p]:.2f}" for p in PHASES)
           + f" | rollout {s['rollout_tps']:7.1f} tok/s ({s['tokens']:.0f} tok) | prompt {prompt_mean:.0f} tok,"
           f" completion {comp_mean:.1f} tok [{min(comp)}-{max(comp)}] (x{prompt_mean / max(comp_mean, 1e-9):.1f}) | "
-          f"peak {s['peak_mb']:.0f} MB = {result['peak_rss_mb']:.0f} + workers {result['peak_rss_children_mb']:.0f}"
+          f"peak {s['peak_mb']:.0f} MB = {result['peak_rss_mb']:.0f} + workers' own "
+          f"{result['peak_private_children_mb']:.0f} (their RSS {result['peak_rss_children_mb']:.0f})"
           + (f" | shared_prefix={result['shared_prefix']} packed={s['packed']:.0f}" if mode.startswith("ours") else ""),
           flush=True)
     body = s["body"]
@@ -678,8 +725,8 @@ def main(argv=None) -> int:
     parser.add_argument("--presets", default=None, help="tiny,small (default) or recipe (with --recipe)")
     parser.add_argument("--G", type=int, default=8)
     parser.add_argument("--prompts", type=int, default=None, help="distinct prompts per step (2; 1 with --recipe)")
-    parser.add_argument("--completion", type=int, default=None, help="completion tokens (32; 37 with --recipe)")
-    parser.add_argument("--frames", type=int, default=4, help="video_max_frames")
+    parser.add_argument("--completion", type=int, default=None, help="completion tokens (32; 42 with --recipe)")
+    parser.add_argument("--frames", type=int, default=None, help="video_max_frames (4; 8 with --recipe)")
     parser.add_argument("--steps", type=int, default=None, help="measured steps (after one warm-up)")
     parser.add_argument("--workdir", default="/tmp/hs_rl_bench")
     parser.add_argument("--family", default="qwen2_5_omni", choices=("qwen2_5_omni", "qwen3_omni"),
@@ -690,7 +737,8 @@ def main(argv=None) -> int:
     if args.steps is None:
         args.steps = (5 if args.recipe else 3) if args.quick else 8
     args.prompts = args.prompts or (1 if args.recipe else 2)
-    args.completion = args.completion or (37 if args.recipe else 32)
+    args.completion = args.completion or (42 if args.recipe else 32)
+    args.frames = args.frames or (8 if args.recipe else 4)
     if args.mode:
         child(args)
         return 0
@@ -710,7 +758,7 @@ def main(argv=None) -> int:
     ratios = defaultdict(list)
     for preset in presets:
         # once here, before the mode processes read it
-        prepare(workdir, preset, args.prompts * (args.steps + 1), args.family)
+        prepare(workdir, preset, args.prompts * (args.steps + 1), args.family, args.recipe)
         results = run_preset(args, preset, modes, workdir)
         summaries = {mode: summarize(results[mode]) for mode in modes}
         for mode in modes:

@@ -71,9 +71,10 @@ def _tone(hz: float, seconds: float, rng: np.random.Generator, noise: float = 0.
     return np.clip(signal, -1, 1).astype(np.float32)
 
 
-def _frame(index: int, step: int, total: int, rng_colors: np.ndarray) -> np.ndarray:
+def _frame(index: int, step: int, total: int, rng_colors: np.ndarray,
+           size_wh: tuple[int, int] = CLIP_SIZE) -> np.ndarray:
     """RGB frame: a coloured background with a shape that moves across it, different per clip."""
-    width, height = CLIP_SIZE
+    width, height = size_wh
     image = np.empty((height, width, 3), dtype=np.uint8)
     image[:] = rng_colors[0]
     size = 10 + (index % 4) * 3
@@ -90,20 +91,22 @@ def _frame(index: int, step: int, total: int, rng_colors: np.ndarray) -> np.ndar
     return image
 
 
-def write_clip(path: Path, index: int, rng: np.random.Generator, with_audio: bool) -> None:
-    """Encode one short H.264 clip (yuv420p), optionally with an AAC tone track."""
+def write_clip(path: Path, index: int, rng: np.random.Generator, with_audio: bool, *, seconds: float | None = None,
+               fps: int | None = None, size_wh: tuple[int, int] = CLIP_SIZE) -> None:
+    """Encode one H.264 clip (yuv420p), optionally with an AAC tone track; short and small unless told otherwise
+    (benchmarks/grpo_step.py --recipe asks for longer, larger clips, so that media fills most of a prompt)."""
     import av
 
-    fps, seconds = clip_fps(index), clip_seconds(index)
+    fps, seconds = fps or clip_fps(index), seconds or clip_seconds(index)
     total = int(round(fps * seconds))
     colors = rng.integers(0, 256, size=(3, 3), dtype=np.uint8)
     with av.open(str(path), "w", format="mp4") as container:
         video = container.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
-        video.width, video.height = CLIP_SIZE
+        video.width, video.height = size_wh
         video.pix_fmt = "yuv420p"
         audio = container.add_stream("aac", rate=AUDIO_RATE, layout="mono") if with_audio else None
         for step in range(total):
-            frame = av.VideoFrame.from_ndarray(_frame(index, step, total, colors), format="rgb24")
+            frame = av.VideoFrame.from_ndarray(_frame(index, step, total, colors, size_wh), format="rgb24")
             container.mux(video.encode(frame))
         container.mux(video.encode(None))
         if audio is not None:

@@ -136,3 +136,19 @@ def test_cli_entry(tmp_path, capsys):
     assert run_make_sample_data(SampleDataArguments(output_dir=str(tmp_path / "cli"))) == 0
     out = capsys.readouterr().out
     assert "train_json" in out and (tmp_path / "cli" / "DONE").is_file()
+
+
+def test_write_clip_length_rate_and_size_can_be_chosen(tmp_path):
+    """benchmarks/grpo_step.py --recipe writes longer, larger clips than the sample set's (media-heavy prompts)."""
+    import numpy as np
+
+    from hs_rl.data.media import load_audio, open_video, probe_video
+    from hs_rl.tools.sample_data import AUDIO_RATE, write_clip
+
+    path = tmp_path / "long.mp4"
+    write_clip(path, 3, np.random.default_rng(0), with_audio=True, seconds=3.0, fps=8, size_wh=(224, 112))
+    info = probe_video(path)
+    assert info.num_frames == 24 and abs(info.fps - 8) < 1e-6 and abs(info.duration_s - 3.0) < 1e-6
+    frame = open_video(path)[0].asnumpy()
+    assert frame.shape == (112, 224, 3)
+    assert abs(load_audio(path).size / AUDIO_RATE - 3.0) < 0.1
