@@ -120,12 +120,15 @@ def prepare(workdir: Path, preset: str, prompts_needed: int, family: str = "qwen
     chosen = [records[i % len(records)] for i in range(prompts_needed)]
     path = workdir / f"records-{prompts_needed}{'-recipe' if recipe else ''}.jsonl"
     if recipe:
-        clips = workdir / "recipe-clips"
+        width, height = RECIPE_CLIP["size_wh"]
+        clips = workdir / f"recipe-clips-{RECIPE_CLIP['seconds']:g}s-{RECIPE_CLIP['fps']}fps-{width}x{height}"
         clips.mkdir(exist_ok=True)
         for i, record in enumerate(chosen):
             clip = clips / f"clip_{i:02d}.mp4"
-            if not path.exists():
-                write_clip(clip, i, np.random.default_rng(i), with_audio=True, **RECIPE_CLIP)
+            if not clip.exists():  # written whole, then renamed: a clip that exists is complete
+                partial = clip.with_name(f".{clip.name}.partial.mp4")
+                write_clip(partial, i, np.random.default_rng(i), with_audio=True, **RECIPE_CLIP)
+                partial.replace(clip)
             chosen[i] = dataclasses.replace(record, id=f"{record.id}-long{i}", video=str(clip))
     if not path.exists():  # the parent writes it; the mode processes, started together, only read it
         write_records(chosen, path)  # atomic already: a reader never sees half a file
@@ -179,7 +182,8 @@ class Protocol:
     A thread samples this process's descendants (DataLoader workers) every 0.5 s: each one's peak RSS and its
     peak private memory (USS: Private_Clean + Private_Dirty of /proc/PID/smaps_rollup). A forked worker maps the
     trainer's pages copy-on-write and its RSS counts every one it touches again, so the mode's memory is the
-    trainer's peak RSS plus what each worker holds of its own (its USS); both figures are reported."""
+    trainer's peak RSS plus what each worker holds of its own (its USS); both figures are reported. A worker's
+    spike shorter than the sampling interval can be missed; adding peaks reached at different times overstates."""
 
     def __init__(self):
         self.peaks: dict[int, int] = {}
@@ -204,12 +208,16 @@ class Protocol:
         """Peak RSS (VmHWM) and peak private memory of every live descendant process, kept per pid (kB)."""
         for pid in _descendants(os.getpid()):
             try:
-                hwm = next(int(line.split()[1]) for line in Path(f"/proc/{pid}/status").read_text().splitlines()
-                           if line.startswith("VmHWM:"))
+                status = {line.split(":")[0]: int(line.split()[1]) for line in
+                          Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith(("VmHWM:", "VmRSS:"))}
+                hwm = status["VmHWM"]
+            except (OSError, KeyError, ValueError):
+                continue  # the process has gone
+            try:
                 private = sum(int(line.split()[1]) for line in Path(f"/proc/{pid}/smaps_rollup").read_text()
                               .splitlines() if line.startswith(("Private_Clean:", "Private_Dirty:")))
-            except (OSError, StopIteration, ValueError):
-                continue
+            except (OSError, ValueError):  # no smaps_rollup (old kernel, no permission): charge its whole RSS
+                private = status.get("VmRSS", hwm)
             with self._lock:
                 self.peaks[pid] = max(self.peaks.get(pid, 0), hwm)
                 self.private_peaks[pid] = max(self.private_peaks.get(pid, 0), private)
@@ -738,7 +746,8 @@ def main(argv=None) -> int:
         args.steps = (5 if args.recipe else 3) if args.quick else 8
     args.prompts = args.prompts or (1 if args.recipe else 2)
     args.completion = args.completion or (42 if args.recipe else 32)
-    args.frames = args.frames or (8 if args.recipe else 4)
+    if args.frames is None:
+        args.frames = 8 if args.recipe else 4
     if args.mode:
         child(args)
         return 0

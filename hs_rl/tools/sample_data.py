@@ -97,7 +97,8 @@ def write_clip(path: Path, index: int, rng: np.random.Generator, with_audio: boo
     (benchmarks/grpo_step.py --recipe asks for longer, larger clips, so that media fills most of a prompt)."""
     import av
 
-    fps, seconds = fps or clip_fps(index), seconds or clip_seconds(index)
+    fps = clip_fps(index) if fps is None else fps
+    seconds = clip_seconds(index) if seconds is None else seconds
     total = int(round(fps * seconds))
     colors = rng.integers(0, 256, size=(3, 3), dtype=np.uint8)
     with av.open(str(path), "w", format="mp4") as container:

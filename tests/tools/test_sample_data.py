@@ -145,10 +145,10 @@ def test_write_clip_length_rate_and_size_can_be_chosen(tmp_path):
     from hs_rl.data.media import load_audio, open_video, probe_video
     from hs_rl.tools.sample_data import AUDIO_RATE, write_clip
 
-    path = tmp_path / "long.mp4"
-    write_clip(path, 3, np.random.default_rng(0), with_audio=True, seconds=3.0, fps=8, size_wh=(224, 112))
+    path = tmp_path / "long.mp4"  # clip 0 is 2 s at 10 fps by default
+    write_clip(path, 0, np.random.default_rng(0), with_audio=True, seconds=3.0, fps=6, size_wh=(224, 112))
     info = probe_video(path)
-    assert info.num_frames == 24 and abs(info.fps - 8) < 1e-6 and abs(info.duration_s - 3.0) < 1e-6
+    assert info.num_frames == 18 and abs(info.fps - 6) < 1e-6
     frame = open_video(path)[0].asnumpy()
     assert frame.shape == (112, 224, 3)
     assert abs(load_audio(path).size / AUDIO_RATE - 3.0) < 0.1
