@@ -36,7 +36,9 @@ Modes:
   no prefix sharing.
 - `ours` — the real `OmniGRPOTrainer` (`build_trainer`, `trainer.train()`): media decoded and processed in a
   DataLoader worker, one `PromptMedia` shared by a group's G rows, encoders run once per prompt and cached,
-  generation from one prefill per group, log-prob/loss forwards with each group packed (prompt once).
+  generation from one prefill per group, log-prob/loss forwards with each group packed (prompt once), a
+  reference model that holds the policy's frozen towers instead of a copy (`reference_shares_frozen`; the
+  baselines keep TRL's full copy).
 - `ours_noshare` (`--recipe`) — the same trainer with `shared_prefix: false`: what packing alone buys.
 
 `--recipe`: the stage YAMLs' settings scaled to a CPU — gradient checkpointing on in every mode, one group of
@@ -135,7 +137,8 @@ def prepare(workdir: Path, preset: str, prompts_needed: int, family: str = "qwen
     return model["full"], path, chosen
 
 
-def make_trainer(model_dir: Path, data_file: Path, out: Path, args, workers: int, shared_prefix: bool = True):
+def make_trainer(model_dir: Path, data_file: Path, out: Path, args, workers: int, shared_prefix: bool = True,
+                 reference_shares_frozen: bool = True):
     from hs_rl.grpo.config import DataArguments, OmniGRPOConfig, OmniModelConfig
     from hs_rl.train import build_trainer
 
@@ -148,6 +151,7 @@ def make_trainer(model_dir: Path, data_file: Path, out: Path, args, workers: int
         logging_steps=1, shuffle_dataset=False, reward_funcs=["format", "accuracy"], learning_rate=1e-6,
         gradient_checkpointing=bool(args.recipe), dataloader_num_workers=workers, completions_log=False,
         temperature=1.0, disable_tqdm=True, shared_prefix=shared_prefix,
+        reference_shares_frozen=reference_shares_frozen,
         router_aux_loss_coef=0.0 if args.family == "qwen3_omni" else None)
     model = OmniModelConfig(model_name_or_path=str(model_dir), dtype="float32")
     trainer = build_trainer(data, config, model)
@@ -594,7 +598,7 @@ def child(args) -> None:
     out = workdir / f"out-{args.family}-{args.preset}-{args.mode}"
     ours = args.mode.startswith("ours")
     trainer = make_trainer(model_dir, data_file, out, args, workers=1 if ours else 0,
-                           shared_prefix=args.mode != "ours_noshare")
+                           shared_prefix=args.mode != "ours_noshare", reference_shares_frozen=ours)
     from hs_rl.grpo.config import DataArguments
 
     trainer._bench_data_args = DataArguments(dataset=str(data_file), video_max_frames=args.frames,

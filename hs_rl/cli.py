@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import logging
 import os
 import sys
 from dataclasses import dataclass
@@ -154,6 +155,14 @@ def parse_command(name: str, argv: list[str]) -> tuple:
     return build_parser(name).parse_args_and_config(_map_positionals(COMMANDS[name], argv))
 
 
+def show_our_logs() -> None:
+    """hs_rl's INFO lines on stderr (what a run chose: packed groups or not, the reference's shared tensors, a
+    resume's checkpoint); other libraries' stay at WARNING. Left alone when logging is already set up."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+        logging.getLogger("hs_rl").setLevel(logging.INFO)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -164,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     name, rest = argv[0], argv[1:]
     command = COMMANDS[name]
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # every path is local: never reach a hub at run time
+    show_our_logs()
     parsed = parse_command(name, rest)
     function = getattr(importlib.import_module(command.module), command.function)
     result = function(*parsed)

@@ -256,7 +256,9 @@ def report_failure(name: str, stage_dir: Path, code: int, reason: str | None = N
 
 def run_pipeline(args: PipelineArguments) -> int:
     """Run (or resume) the selected stages; each starts from the previous stage's verified final model."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from hs_rl.cli import show_our_logs
+
+    show_our_logs()
     if not args.pipeline:
         print("hs-rl pipeline: a pipeline YAML is required (hs-rl pipeline stages/pipeline.yaml)")
         return 2

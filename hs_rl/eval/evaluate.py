@@ -489,7 +489,9 @@ def evaluate(args: EvalArguments) -> Path:
 
 def run_eval(args: EvalArguments) -> int:
     """CLI body: evaluate, then say where the results are and how to score them."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    from hs_rl.cli import show_our_logs
+
+    show_our_logs()
     try:
         out = evaluate(args)
     except (ConvertError, FileNotFoundError, ValueError) as err:  # PromptSourceError is a ValueError

@@ -78,6 +78,11 @@ class OmniGRPOConfig(GRPOConfig):
                                          "run deletes them (otherwise it is refused, naming them)."})
     run_all_towers: bool | None = field(
         default=None, metadata={"help": "Run both encoders in every forward (needed by ZeRO-3; auto by default)."})
+    reference_shares_frozen: bool = field(
+        default=True, metadata={"help": "beta > 0: the reference model uses the policy's own tensors for every "
+                                        "parameter the policy keeps frozen (the towers; the experts with "
+                                        "freeze_experts) instead of a second copy. Off by itself under ZeRO-3 and "
+                                        "FSDP, with ref_model_name_or_path and with sync_ref_model."})
     ref_model_name_or_path: str | None = field(
         default=None, metadata={"help": "The KL term's reference model (beta > 0): a model folder. Default: the model "
                                         "the stage starts from (TRL's). A chain of stages can anchor every stage "

@@ -85,3 +85,28 @@ def freeze_experts(thinker, frozen: bool = True) -> int:
         parameter.requires_grad_(not frozen)
         count += 1
     return count
+
+
+def share_frozen_parameters(policy: torch.nn.Module, reference: torch.nn.Module) -> tuple[int, int]:
+    """Make `reference` use the policy's own tensor for every parameter the policy keeps frozen; returns how many
+    tensors and values it shares.
+
+    Why: TRL's reference model is a second full copy of the stage's starting checkpoint, but a frozen parameter
+    (the towers by default, the experts with `freeze_experts`) holds the same values in both models for the whole
+    stage, so the copy only costs memory: about 2.6 GB of bf16 towers for a 7B thinker on every GPU that holds
+    whole models. Only the tensors are shared; each model keeps its own modules (train/eval mode, dropout).
+    A parameter whose name, shape or dtype differs in the reference is left alone. The caller decides when
+    sharing is sound (same starting checkpoint, no ZeRO-3/FSDP shards, no sync of the reference).
+    """
+    theirs = dict(reference.named_parameters(remove_duplicate=False))
+    tensors = values = 0
+    for name, parameter in policy.named_parameters():
+        copy = theirs.get(name)
+        if parameter.requires_grad or copy is None or copy is parameter:
+            continue
+        if copy.shape != parameter.shape or copy.dtype != parameter.dtype:
+            continue
+        module_name, _, leaf = name.rpartition(".")
+        reference.get_submodule(module_name).register_parameter(leaf, parameter)
+        tensors, values = tensors + 1, values + parameter.numel()
+    return tensors, values

@@ -44,6 +44,7 @@ from hs_rl.data.dataset import FirstUseSampler, prompt_count
 from hs_rl.grpo.checkpoints import load_saved_weights, loads_plain_weights, mark_complete
 from hs_rl.grpo.families import family_of, family_of_dir
 from hs_rl.grpo.generation import generate_rows
+from hs_rl.grpo.model import share_frozen_parameters
 from hs_rl.grpo.omni_inputs import PromptMedia, lm_inputs, rope_positions, thinker_of
 from hs_rl.grpo.prefix_sharing import completion_masks_are_prefixes, shared_prefix_logps, splits_a_group, unsafe_reason
 from hs_rl.grpo.progress_recorder import ProgressRecorder
@@ -54,15 +55,18 @@ logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def _thinker_reference_models(reference: str | None = None):
+def _thinker_reference_models(reference: str | None = None, on_created=None):
     """Make TRL build its reference model as a thinker of the checkpoint's family (it would otherwise load the
     class named in config.json, the full Omni model for a full checkpoint folder), from `reference` when given
-    (TRL's own choice is the policy's starting checkpoint)."""
+    (TRL's own choice is the policy's starting checkpoint); `on_created(model)` sees it before TRL prepares it."""
     original = _trl_grpo.create_model_from_path
 
     def create_thinker(model_id: str, architecture=None, **kwargs):
         model_id = reference or model_id
-        return original(model_id, architecture=family_of_dir(model_id).thinker_class, **kwargs)
+        model = original(model_id, architecture=family_of_dir(model_id).thinker_class, **kwargs)
+        if on_created is not None:
+            on_created(model)
+        return model
 
     _trl_grpo.create_model_from_path = create_thinker
     try:
@@ -95,7 +99,7 @@ class OmniGRPOTrainer(GRPOTrainer):
             mine, theirs = family_of(thinker_of(kwargs["model"])).name, family_of_dir(reference).name
             if mine != theirs:
                 raise ValueError(f"ref_model_name_or_path={reference!r} is a {theirs} model; the policy is {mine}")
-        with _thinker_reference_models(reference):
+        with _thinker_reference_models(reference, on_created=None if reference else self._share_frozen_with):
             super().__init__(*args, **kwargs)
         if reference and self.ref_model is not None:
             sizes = [thinker_of(self.accelerator.unwrap_model(m)).get_input_embeddings().num_embeddings
@@ -122,6 +126,22 @@ class OmniGRPOTrainer(GRPOTrainer):
         self.checkpoint_limit, self.args.save_total_limit = self.args.save_total_limit, None
         # OUTPUT_DIR/progress.json for the pipeline's console and `hs-rl status` (rank 0 writes it)
         self.add_callback(ProgressRecorder(self.args.output_dir))
+
+    def _share_frozen_with(self, reference_model: torch.nn.Module) -> None:
+        """TRL just built the reference from the policy's starting checkpoint: give it the policy's frozen tensors
+        (hs_rl.grpo.model.share_frozen_parameters) unless shards or a synced reference make them differ."""
+        from transformers.integrations import is_deepspeed_zero3_enabled
+
+        why_not = ("reference_shares_frozen is off" if not getattr(self.args, "reference_shares_frozen", True)
+                   else "ZeRO-3 partitions each model's parameters on its own" if is_deepspeed_zero3_enabled()
+                   else "FSDP shards each model on its own" if self.is_fsdp_enabled
+                   else "sync_ref_model moves the reference's weights" if self.args.sync_ref_model else None)
+        if why_not is not None:
+            logger.info("reference model: a full copy (%s)", why_not)
+            return
+        tensors, values = share_frozen_parameters(self.model, reference_model)
+        logger.info("reference model: %d frozen parameter tensors (%.1fM values) shared with the policy, not copied",
+                    tensors, values / 1e6)
 
     # ---- checkpoints (hs_rl.grpo.checkpoints) -----------------------------------------------------------------
     def _save_checkpoint(self, model, trial):

@@ -87,6 +87,9 @@ def test_deepspeed_cpu_two_processes(stage, family, ds_data, tmp_path, request):
     final = output / "final"
     assert (final / "hs_rl_export.json").is_file()
     log = result.stdout + result.stderr
+    # beta 0.1 (stages/tiny): under ZeRO-2 the reference holds the policy's frozen towers, under ZeRO-3 its own shards
+    expected = "shared with the policy, not copied" if stage == "zero2" else "a full copy (ZeRO-3"
+    assert log.count(expected) == 2, expected  # one line per process
     if family == "qwen2_5_omni":
         assert log.count("'shared_prefix/packed': '1'") == 2  # both steps ran packed
         _FINALS[stage] = final

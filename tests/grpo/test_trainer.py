@@ -324,3 +324,33 @@ def test_each_clip_decoded_once_per_use_with_workers(tiny_model, records, tmp_pa
 
     decoded = Counter(log.read_text().splitlines())  # clips of the 2 generations, and of prefetched batches
     assert len(decoded) >= 2 and set(decoded.values()) == {1}, decoded
+
+
+def test_reference_shares_only_the_frozen_tensors(omni_model, records, tmp_path):
+    """beta > 0: TRL's reference holds the policy's own tensors for the frozen towers (and, with freeze_experts, the
+    experts), its own copy of everything trained; a real step moves the policy and leaves the reference's copy."""
+    from hs_rl.grpo.omni_inputs import thinker_of
+
+    chosen = interleaved(records, count=4)
+    trainer = build_trainer(*stage_args(omni_model["full"], chosen, tmp_path / "shared", beta=0.1,
+                                        freeze_experts=True))
+    policy, reference = thinker_of(trainer.model), thinker_of(trainer.ref_model)
+    mine, theirs = dict(policy.named_parameters()), dict(reference.named_parameters())
+    frozen = {n for n, p in mine.items() if not p.requires_grad}
+    assert any(".visual." in n for n in frozen) and any("audio_tower" in n for n in frozen)
+    if hasattr(policy.config.get_text_config(), "num_experts"):  # Qwen3-Omni: the MoE experts too
+        assert any("experts" in n for n in frozen)
+    assert all(theirs[n] is mine[n] for n in frozen)
+    trained = set(mine) - frozen
+    assert trained and all(theirs[n].data_ptr() != mine[n].data_ptr() for n in trained)
+    reference_before = {n: theirs[n].detach().clone() for n in trained}
+    policy_before = {n: mine[n].detach().clone() for n in trained}
+    trainer.train()
+    assert any(not torch.equal(policy_before[n], mine[n]) for n in trained), "the step changed no weight"
+    assert all(torch.equal(reference_before[n], theirs[n]) for n in trained), "a policy step moved the reference"
+    assert all(theirs[n] is mine[n] for n in frozen)
+
+    alone = build_trainer(*stage_args(omni_model["full"], chosen, tmp_path / "copied", beta=0.1,
+                                      reference_shares_frozen=False))
+    copied = dict(thinker_of(alone.ref_model).named_parameters())
+    assert all(p.data_ptr() != copied[n].data_ptr() for n, p in thinker_of(alone.model).named_parameters())
