@@ -17,6 +17,8 @@ Every mode runs in its own process, built once (same weights, same records, same
 their steps interleaved: step k of every mode runs before step k+1 of any, in an order rotated each step, so a
 burst of foreign load on a shared machine hits every mode alike. Completions have a fixed length in every mode
 (EOS suppressed in sampling, `max_completion_length` tokens each), so every mode does the same work per step.
+The warm-up step's completions are 8 tokens long in every mode (WARMUP_COMPLETION): it runs every phase once
+(allocations, lazy initialisation) for less time than a measured step.
 The LM head scores only completion positions in every mode (TRL's compact path, which it takes on GPU; on CPU it
 would score every prompt position too), so the comparison is the one a GPU run would see. The first step of
 each mode is a warm-up; the rest are reported as mean ± sd, with the phases of the mean. Peak memory counts every
@@ -94,6 +96,7 @@ STEP_TAG, DONE_TAG = "@@STEP ", "@@DONE "
 
 # ------------------------------------------------------------------------------------------- set-up
 
+WARMUP_COMPLETION = 8  # the warm-up step's completion length, every mode alike: every phase runs, at less cost
 RECIPE_CLIP = {"seconds": 3.0, "fps": 8, "size_wh": (224, 112)}  # 6 frames at 2 fps: 96 video + 75 audio tokens
 
 
@@ -374,6 +377,7 @@ def run_ours(trainer, args, protocol: Protocol, body: BodyCounter) -> tuple[list
 
     class StepTimer(TrainerCallback):
         def on_train_begin(self, *a, **k):
+            trainer.generation_config.max_new_tokens = WARMUP_COMPLETION
             protocol.wait()
             state["last"] = time.perf_counter()
             state["body"] = body.snapshot()
@@ -394,6 +398,7 @@ def run_ours(trainer, args, protocol: Protocol, body: BodyCounter) -> tuple[list
             step = {"step_time": total, "phases": phases, "tokens": tokens["n"] - state["tokens"],
                     "packed": float(packed[-1]) if packed else 0.0, "body": body.delta(now_body, state["body"])}
             steps.append(step)
+            trainer.generation_config.max_new_tokens = args.completion  # after the warm-up: the measured length
             protocol.report(step)
             protocol.wait()
             state.update(last=time.perf_counter(), snap=dict(clock.t), tokens=tokens["n"], body=body.snapshot())
@@ -509,6 +514,8 @@ def run_baseline(trainer, records, args, mode: str, protocol: Protocol,
             prepared = [prepare_prompt(r, processor, data_args) for r in chunk]
         rows = [p[0] for p in prepared]
         lengths["prompt"] += [r.input_ids.numel() for r in rows for _ in range(G)]
+        completion = WARMUP_COMPLETION if step == 0 else args.completion
+        gen.max_new_tokens = completion
         if checkpointing:
             set_checkpointing(False)
         with clock.phase("generation"), torch.no_grad():
@@ -536,7 +543,7 @@ def run_baseline(trainer, records, args, mode: str, protocol: Protocol,
         seq_t = torch.full((len(sequences), max(len(s) for s in sequences)), pad_id, dtype=torch.long)
         for i, s in enumerate(sequences):
             seq_t[i, :len(s)] = torch.as_tensor(s)
-        comp_ids, comp_mask, comp_rows = _completions(seq_t, 0, eos, args.completion, pad_id)
+        comp_ids, comp_mask, comp_rows = _completions(seq_t, 0, eos, completion, pad_id)
         tokens = int(comp_mask.sum())
         lengths["completion"] += [len(c) for c in comp_rows]
         with clock.phase("rewards"):
@@ -691,8 +698,10 @@ def run_preset(args, preset: str, modes: tuple[str, ...], workdir: Path) -> dict
 
 def _print_mode(preset: str, mode: str, result: dict, s: dict) -> None:
     lengths = result["lengths"]
-    prompt_mean = sum(lengths["prompt"]) / len(lengths["prompt"])
-    comp = lengths["completion"]
+    warm = len(lengths["completion"]) // len(result["steps"])  # the warm-up's rows (shorter completions)
+    prompts = lengths["prompt"][warm:] or lengths["prompt"]
+    prompt_mean = sum(prompts) / len(prompts)
+    comp = lengths["completion"][warm:] or lengths["completion"]
     comp_mean = sum(comp) / len(comp)
     ph = s["phases"]
     print(f"[{preset} {result['params'] / 1e6:.1f}M params] {mode:12s} step {s['step_time']:7.2f} ± {s['sd']:.2f}s "
