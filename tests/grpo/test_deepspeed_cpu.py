@@ -13,6 +13,7 @@ What made these work on CPU (see docs/distributed.md, "DeepSpeed on CPU"):
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -90,6 +91,8 @@ def test_deepspeed_cpu_two_processes(stage, family, ds_data, tmp_path, request):
     # beta 0.1 (stages/tiny): under ZeRO-2 the reference holds the policy's frozen towers, under ZeRO-3 its own shards
     expected = "shared with the policy, not copied" if stage == "zero2" else "a full copy (ZeRO-3"
     assert log.count(expected) == 2, expected  # one line per process
+    kl = re.findall(r"'kl': '([^']*)'", log)
+    assert kl and kl[0] == "0", kl  # step 1: the reference (shared towers or not) equals the policy it starts from
     if family == "qwen2_5_omni":
         assert log.count("'shared_prefix/packed': '1'") == 2  # both steps ran packed
         _FINALS[stage] = final
