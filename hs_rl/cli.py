@@ -157,10 +157,16 @@ def parse_command(name: str, argv: list[str]) -> tuple:
 
 def show_our_logs() -> None:
     """hs_rl's INFO lines on stderr (what a run chose: packed groups or not, the reference's shared tensors, a
-    resume's checkpoint); other libraries' stay at WARNING. Left alone when logging is already set up."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-        logging.getLogger("hs_rl").setLevel(logging.INFO)
+    resume's checkpoint), through a handler of its own: a root handler would print again what other libraries
+    already print themselves (transformers propagates under CI). Left alone when logging is already set up."""
+    ours = logging.getLogger("hs_rl")
+    if logging.getLogger().handlers or ours.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    ours.addHandler(handler)
+    ours.setLevel(logging.INFO)
+    ours.propagate = False
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -44,7 +44,7 @@ from hs_rl.data.dataset import FirstUseSampler, prompt_count
 from hs_rl.grpo.checkpoints import load_saved_weights, loads_plain_weights, mark_complete
 from hs_rl.grpo.families import family_of, family_of_dir
 from hs_rl.grpo.generation import generate_rows
-from hs_rl.grpo.model import share_frozen_parameters
+from hs_rl.grpo.model import share_frozen_parameters, weights_fingerprint
 from hs_rl.grpo.omni_inputs import PromptMedia, lm_inputs, rope_positions, thinker_of
 from hs_rl.grpo.prefix_sharing import completion_masks_are_prefixes, shared_prefix_logps, splits_a_group, unsafe_reason
 from hs_rl.grpo.progress_recorder import ProgressRecorder
@@ -63,6 +63,8 @@ def _thinker_reference_models(reference: str | None = None, on_created=None):
 
     def create_thinker(model_id: str, architecture=None, **kwargs):
         model_id = reference or model_id
+        if on_created is not None:  # loaded whole on the CPU; TRL's prepare moves it after `on_created` (a
+            kwargs["device_map"] = None  # "auto" map would put a full copy on the GPU first, or offload it)
         model = original(model_id, architecture=family_of_dir(model_id).thinker_class, **kwargs)
         if on_created is not None:
             on_created(model)
@@ -99,6 +101,8 @@ class OmniGRPOTrainer(GRPOTrainer):
             mine, theirs = family_of(thinker_of(kwargs["model"])).name, family_of_dir(reference).name
             if mine != theirs:
                 raise ValueError(f"ref_model_name_or_path={reference!r} is a {theirs} model; the policy is {mine}")
+        self._shared_frozen: list[str] = []  # the reference's tensors that are the policy's (_share_frozen_with)
+        self._shared_fingerprint: torch.Tensor | None = None
         with _thinker_reference_models(reference, on_created=None if reference else self._share_frozen_with):
             super().__init__(*args, **kwargs)
         if reference and self.ref_model is not None:
@@ -139,9 +143,36 @@ class OmniGRPOTrainer(GRPOTrainer):
         if why_not is not None:
             logger.info("reference model: a full copy (%s)", why_not)
             return
-        tensors, values = share_frozen_parameters(self.model, reference_model)
+        self._shared_frozen = share_frozen_parameters(self.model, reference_model)
+        values = sum(self.model.get_parameter(name).numel() for name in self._shared_frozen)
+        self._shared_fingerprint = weights_fingerprint(self.model, self._shared_frozen, self._cast_dtype())
         logger.info("reference model: %d frozen parameter tensors (%.1fM values) shared with the policy, not copied",
-                    tensors, values / 1e6)
+                    len(self._shared_frozen), values / 1e6)
+
+    def _cast_dtype(self) -> torch.dtype:
+        return torch.float16 if self.args.fp16 else torch.bfloat16
+
+    def _check_shared_reference(self) -> None:
+        """Before the first step (after any resume load): the shared frozen weights are still the starting model's.
+
+        A checkpoint trained with other `freeze_*` settings (or a policy whose frozen weights were changed after
+        start-up) would otherwise hand its tower or expert weights to the reference, which would silently stop
+        being the stage's starting model."""
+        if not self._shared_frozen or self.ref_model is None:
+            return
+        policy = self.accelerator.unwrap_model(self.model)
+        if not torch.equal(weights_fingerprint(policy, self._shared_frozen, self._cast_dtype()),
+                           self._shared_fingerprint):
+            raise RuntimeError(
+                "the policy's frozen weights are no longer those of the model the stage started from (was the "
+                "checkpoint being resumed trained with other freeze_vision_encoder / freeze_audio_encoder / "
+                "freeze_experts settings?). The reference model shares them with the policy and would no longer "
+                "be the starting model: resume with the settings the checkpoint was trained with, or set "
+                "reference_shares_frozen: false")
+        reference = thinker_of(self.accelerator.unwrap_model(self.ref_model))
+        still = sum(reference.get_parameter(n) is policy.get_parameter(n) for n in self._shared_frozen)
+        logger.info("reference model: %d of %d shared frozen tensors still shared at the start of training, their "
+                    "values unchanged", still, len(self._shared_frozen))
 
     # ---- checkpoints (hs_rl.grpo.checkpoints) -----------------------------------------------------------------
     def _save_checkpoint(self, model, trial):
@@ -178,6 +209,9 @@ class OmniGRPOTrainer(GRPOTrainer):
         if self.state.global_step >= self.state.max_steps:
             logger.info("step %d of %d: nothing left to train", self.state.global_step, self.state.max_steps)
             return None
+        if self._shared_fingerprint is not None:  # once, after any resume load
+            self._check_shared_reference()
+            self._shared_fingerprint = None
         sampler = getattr(self, "_epoch_sampler", None)
         if sampler is not None and hasattr(sampler, "set_epoch"):
             sampler.set_epoch(epoch)

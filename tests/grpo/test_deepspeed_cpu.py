@@ -91,6 +91,9 @@ def test_deepspeed_cpu_two_processes(stage, family, ds_data, tmp_path, request):
     # beta 0.1 (stages/tiny): under ZeRO-2 the reference holds the policy's frozen towers, under ZeRO-3 its own shards
     expected = "shared with the policy, not copied" if stage == "zero2" else "a full copy (ZeRO-3"
     assert log.count(expected) == 2, expected  # one line per process
+    if stage == "zero2":  # both engines (the reference's at stage 0, the policy's) kept the tensors shared, unchanged
+        kept = re.findall(r"reference model: (\d+) of (\d+) shared frozen tensors still shared", log)
+        assert len(kept) == 2 and all(a == b != "0" for a, b in kept), kept
     kl = re.findall(r"'kl': '([^']*)'", log)
     assert kl and kl[0] == "0", kl  # step 1: the reference (shared towers or not) equals the policy it starts from
     if family == "qwen2_5_omni":

@@ -344,13 +344,26 @@ def test_reference_shares_only_the_frozen_tensors(omni_model, records, tmp_path)
     trained = set(mine) - frozen
     assert trained and all(theirs[n].data_ptr() != mine[n].data_ptr() for n in trained)
     reference_before = {n: theirs[n].detach().clone() for n in trained}
-    policy_before = {n: mine[n].detach().clone() for n in trained}
+    policy_before = {n: p.detach().clone() for n, p in mine.items()}
     trainer.train()
     assert any(not torch.equal(policy_before[n], mine[n]) for n in trained), "the step changed no weight"
     assert all(torch.equal(reference_before[n], theirs[n]) for n in trained), "a policy step moved the reference"
-    assert all(theirs[n] is mine[n] for n in frozen)
+    assert all(theirs[n] is mine[n] and torch.equal(policy_before[n], mine[n]) for n in frozen)
 
-    alone = build_trainer(*stage_args(omni_model["full"], chosen, tmp_path / "copied", beta=0.1,
-                                      reference_shares_frozen=False))
-    copied = dict(thinker_of(alone.ref_model).named_parameters())
-    assert all(p.data_ptr() != copied[n].data_ptr() for n, p in thinker_of(alone.model).named_parameters())
+    for switch in ({"reference_shares_frozen": False}, {"sync_ref_model": True}):  # a full copy: nothing shared
+        alone = build_trainer(*stage_args(omni_model["full"], chosen, tmp_path / str(switch), beta=0.1, **switch))
+        copied = dict(thinker_of(alone.ref_model).named_parameters())
+        assert all(p.data_ptr() != copied[n].data_ptr() for n, p in thinker_of(alone.model).named_parameters())
+
+
+def test_changed_frozen_weights_are_refused_before_the_first_step(tiny_model, records, tmp_path):
+    """A resume whose checkpoint carries other frozen weights than the stage's start (say, trained with other
+    freeze_* settings) would hand them to the reference that shares them: refused, with the way out named."""
+    from hs_rl.grpo.omni_inputs import thinker_of
+
+    trainer = build_trainer(*stage_args(tiny_model["full"], interleaved(records, count=4), tmp_path, beta=0.1))
+    tower = next(p for n, p in thinker_of(trainer.model).named_parameters() if "audio_tower" in n)
+    with torch.no_grad():
+        tower.add_(0.5)  # what loading such a checkpoint does to the policy's (shared) tensor
+    with pytest.raises(RuntimeError, match="freeze_audio_encoder.*reference_shares_frozen: false"):
+        trainer.train()
