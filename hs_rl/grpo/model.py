@@ -114,9 +114,11 @@ def share_frozen_parameters(policy: torch.nn.Module, reference: torch.nn.Module)
 
 
 def _is_shard(parameter: torch.Tensor) -> bool:
-    """A ZeRO-3 partition (its `ds_id`; the tensor itself is empty) or an FSDP2 DTensor: not a whole weight."""
-    return hasattr(parameter, "ds_id") or type(parameter).__name__ == "DTensor" or (
-        isinstance(parameter, torch.nn.Parameter) and type(parameter.data).__name__ == "DTensor")
+    """A ZeRO-3 partition (its `ds_id`; the tensor itself is empty) or an FSDP2 DTensor (a Parameter made from a
+    DTensor is that DTensor): not a whole weight."""
+    from torch.distributed.tensor import DTensor
+
+    return hasattr(parameter, "ds_id") or isinstance(parameter, DTensor)
 
 
 def weights_fingerprint(model: torch.nn.Module, names: list[str], dtype: torch.dtype) -> torch.Tensor:

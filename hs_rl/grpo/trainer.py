@@ -158,7 +158,7 @@ class OmniGRPOTrainer(GRPOTrainer):
         A checkpoint trained with other `freeze_*` settings (or a policy whose frozen weights were changed after
         start-up) would otherwise hand its tower or expert weights to the reference, which would silently stop
         being the stage's starting model."""
-        if not self._shared_frozen or self.ref_model is None:
+        if not self._shared_frozen:
             return
         policy = self.accelerator.unwrap_model(self.model)
         if not torch.equal(weights_fingerprint(policy, self._shared_frozen, self._cast_dtype()),
