@@ -24,7 +24,10 @@ class RewardError(RuntimeError):
 
 def guard_reward(fn: Callable, on_error: Literal["raise", "zero"], counter: dict[str, int]) -> Callable:
     """The reward `fn`, checked sample by sample; errors raise or score 0 (`on_error`: raise | zero)."""
-    name = getattr(fn, "__name__", repr(fn))
+    base = fn
+    while isinstance(base, functools.partial):
+        base = base.func
+    name = getattr(base, "__name__", type(base).__name__)  # the name TRL logs the reward under
 
     def fail(message: str) -> None:
         if on_error == "raise":
@@ -59,4 +62,5 @@ def guard_reward(fn: Callable, on_error: Literal["raise", "zero"], counter: dict
                 values[i] = 0.0
         return values
 
+    guarded.__name__ = name  # so TRL's reward_func_names and the error counter use the same key
     return guarded

@@ -7,10 +7,13 @@ processor's work happen ahead of the step, off the training process. A prompt is
 sampler; a small per-worker cache returns the same `PromptMedia` object for the repeats, so a group's media
 is decoded once and, after pickling, shared by its G rows instead of copied.
 
-A file that breaks at run time (truncated or replaced after validation) is replaced by the next good
-sample (the same on every rank, so ranks stay in step) and the row says so in `media_problem`; with
-`fail_on_bad_media` it is an error instead. Prompts longer than `max_prompt_length` are refused, or
-skipped the same way with `over_long_prompts: skip`, never cut through their media tokens.
+A file that breaks at run time (truncated, cut to its header or replaced after validation: `hs_rl.data.media`
+reports every failure to read a file, whatever its class, as a MediaError, and refuses a clip that decodes to
+nothing or to less than its header declares) is replaced by the next good sample, a whole record with its media,
+so the row costs the same work as any other and the choice is the same on every rank; the row says so in
+`media_problem` (counted as `media/replaced_samples`). With `fail_on_bad_media` it is an error instead.
+Prompts longer than `max_prompt_length` are refused, or skipped the same way with `over_long_prompts: skip`, never
+cut through their media tokens.
 """
 from __future__ import annotations
 
@@ -23,8 +26,9 @@ import torch
 
 from hs_rl.data.media import MediaError
 from hs_rl.data.prompt_media import PromptTooLongError, prepare_prompt
-from hs_rl.data.records import Record
+from hs_rl.data.records import Record, has_video
 from hs_rl.grpo.config import DataArguments
+from hs_rl.grpo.omni_inputs import PromptMedia
 
 logger = logging.getLogger(__name__)
 
@@ -84,6 +88,7 @@ class PromptBuilder:
 
     def _build(self, record: Record, problem: str) -> dict[str, Any]:
         media, messages = prepare_prompt(record, self.processor, self.data_args)
+        self._check_placeholders(record, media)
         return {
             "prompt": messages,
             "id": record.id,
@@ -96,6 +101,18 @@ class PromptBuilder:
             "media_problem": problem,
             "repeat": False,
         }
+
+    def _check_placeholders(self, record: Record, media: PromptMedia) -> None:
+        """A clip the processor turns into no placeholder tokens (audio of a few milliseconds) would reach the model
+        as the question alone, trained on as if it had heard or seen it: a bad file like any other."""
+        tokenizer = getattr(self.processor, "tokenizer", self.processor)
+        wanted = [("video", record.video)] if has_video(record.modality) else []
+        if record.modality in ("audio", "video_audio"):
+            wanted.append(("audio", record.audio if record.modality == "audio" else record.video))
+        for kind, path in wanted:
+            token = getattr(self.processor, f"{kind}_token", None)
+            if token and not bool((media.input_ids == tokenizer.convert_tokens_to_ids(token)).any()):
+                raise MediaError(f"{path}: its {kind} gives the prompt no {kind} tokens (too short to encode)")
 
 
 def build_train_dataset(records: list[Record], processor, data_args: DataArguments) -> datasets.Dataset:
@@ -114,9 +131,14 @@ def build_train_dataset(records: list[Record], processor, data_args: DataArgumen
 
 
 def prompt_count(dataset) -> int | None:
-    """The number of records of a `build_train_dataset` dataset (half its rows), None for any other dataset."""
-    names = getattr(dataset, "column_names", None) or []
-    return len(dataset) // 2 if "repeat" in names else None
+    """The number of records of a `build_train_dataset` dataset (half its rows), None for any other dataset.
+
+    Known by its on-access transform being our `PromptBuilder`, not by a column name: a user's dataset may well
+    have a column called `repeat`, and counting it as ours would halve it and send the sampler to rows it lacks.
+    """
+    fmt = getattr(dataset, "format", None)  # a datasets.Dataset's formatting, with its with_transform callable
+    transform = (fmt.get("format_kwargs") or {}).get("transform") if isinstance(fmt, dict) else None
+    return len(transform.records) if isinstance(transform, PromptBuilder) else None
 
 
 class FirstUseSampler(torch.utils.data.Sampler):

@@ -18,7 +18,10 @@ its first 30 s (3,000 mel frames, 750 audio tokens; a 35 s clip loses its last 5
 """
 from __future__ import annotations
 
+import functools
 import math
+import struct
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -28,11 +31,34 @@ import torch
 
 AUDIO_SAMPLING_RATE = 16000
 WHISPER_MAX_SECONDS = 30.0
+# shorter audio gives Qwen2.5-Omni's audio tower no token at all (25 ms, 2.5 mel frames, is its least); validation
+# refuses it, and the training dataset refuses any clip that yields no placeholder token (hs_rl.data.dataset)
+MIN_AUDIO_SECONDS = 0.1
 VIDEO_FRAME_MAX_PIXELS = 768 * 28 * 28  # qwen-omni-utils' hard per-frame ceiling
 
 
 class MediaError(ValueError):
-    """A media file is missing or unreadable; the message names the file and the problem."""
+    """A media file is missing or unreadable; the message names the file and the problem.
+
+    The loaders and probes below raise nothing else for a bad file: any other failure while reading one (a
+    decoder's own error class, a ValueError from the frame-size rules, an OSError) is turned into a MediaError,
+    so the training dataset's fallback (replace and count, or `fail_on_bad_media`) sees every kind.
+    """
+
+
+def _names_the_file(function: Callable) -> Callable:
+    """Turn any failure of `function(path, ...)` into a MediaError naming the file and the original error."""
+
+    @functools.wraps(function)
+    def wrapper(path, *args, **kwargs):
+        try:
+            return function(path, *args, **kwargs)
+        except MediaError:
+            raise
+        except Exception as err:  # decord, PyAV, numpy and our own rules each raise their own classes
+            raise MediaError(f"{path}: cannot read media file ({type(err).__name__}: {_short(err)})") from err
+
+    return wrapper
 
 
 @dataclass
@@ -207,6 +233,16 @@ def resize_frames(frames: torch.Tensor, height: int, width: int) -> torch.Tensor
     return resized.round_().clamp_(0, 255).to(torch.uint8)
 
 
+def _check_frame_shape(path: Path, height: int, width: int) -> None:
+    """The frame-size rules' refusals (`smart_resize`), as a MediaError naming the file."""
+    if min(height, width) <= 0:
+        raise MediaError(f"{path}: frame size {width}x{height} is empty")
+    if max(height, width) / min(height, width) > 200:
+        raise MediaError(f"{path}: frame size {width}x{height} has an aspect ratio above 200, which the Qwen-Omni "
+                         "frame rules refuse")
+
+
+@_names_the_file
 def load_video(path: str | Path, sampling: VideoSampling | None = None) -> VideoClip:
     """Sample and resize frames the way qwen-omni-utils does, so training sees what evaluation sees."""
     sampling = sampling or VideoSampling()
@@ -226,6 +262,7 @@ def load_video(path: str | Path, sampling: VideoSampling | None = None) -> Video
     except Exception as err:
         raise MediaError(f"{path}: cannot decode frames ({_short(err)})") from err
     frames = torch.from_numpy(batch).permute(0, 3, 1, 2)
+    _check_frame_shape(path, frames.shape[2], frames.shape[3])
     height, width = video_frame_size(frames.shape[2], frames.shape[3], nframes, sampling)
     duration = total / video_fps
     return VideoClip(resize_frames(frames, height, width), nframes / duration, total, duration)
@@ -268,8 +305,11 @@ def _count_video_frames(path: Path) -> tuple[int, float, int]:
     return decoded, fps, promised
 
 
+@_names_the_file
 def probe_video(path: str | Path) -> VideoInfo:
-    """Prove a video is fully decodable (both by decord and PyAV) before training relies on it."""
+    """Prove a video is fully decodable (both by decord and PyAV) before training relies on it: every frame
+    decodes (PyAV), as many as the container promises, and decord (what training reads with) returns its first
+    and last frames at a size the frame rules accept."""
     path = _require_file(path)
     decoded, fps, promised = _count_video_frames(path)
     if decoded == 0:
@@ -279,20 +319,69 @@ def probe_video(path: str | Path) -> VideoInfo:
     reader = open_video(path)
     if decoded < len(reader):
         raise MediaError(f"{path}: truncated video, decoded {decoded} of {len(reader)} frames")
+    try:
+        ends = reader.get_batch([0, len(reader) - 1]).asnumpy()
+    except Exception as err:  # decord's own error class, with C++ text
+        raise MediaError(f"{path}: cannot decode frames ({_short(err)})") from err
+    _check_frame_shape(path, ends.shape[1], ends.shape[2])
     fps = fps or float(reader.get_avg_fps())
     return VideoInfo(num_frames=len(reader), fps=fps, duration_s=len(reader) / fps, has_audio=has_audio_track(path))
 
 
 # ----------------------------------------------------------------------------------------------- audio
 
+# PyAV's wav demuxer and soundfile both take a wav's length from the bytes present, never from its header, so
+# a wav cut short (its data chunk declaring more than the file holds) would decode without an error
+_UNKNOWN_WAV_LENGTHS = (0, 0xFFFFFFFF)  # what streaming writers put in the data chunk before they know its size
+# mp4/mov index every packet, so a track's declared duration is exact; the slack covers codec frame rounding
+_INDEXED_FORMATS = ("mov", "mp4", "m4a")
+_DURATION_SLACK_S = 0.05
+_DURATION_SLACK_FRACTION = 0.01
+
+
+def _check_wav_length(path: Path) -> None:
+    """Refuse a RIFF/WAVE file whose data chunk declares more bytes than the file holds (cut after writing)."""
+    with open(path, "rb") as handle:
+        head = handle.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return  # not a RIFF wav (RF64, or another container): its own reader judges it
+        size, offset, byte_rate = path.stat().st_size, 12, 0
+        while offset + 8 <= size:
+            handle.seek(offset)
+            chunk_id, chunk_size = struct.unpack("<4sI", handle.read(8))
+            if chunk_id == b"fmt ":
+                fmt = handle.read(16)
+                byte_rate = struct.unpack("<I", fmt[8:12])[0] if len(fmt) >= 12 else 0
+            elif chunk_id == b"data":
+                held = size - offset - 8
+                if chunk_size in _UNKNOWN_WAV_LENGTHS or held >= chunk_size:
+                    return
+                if byte_rate:
+                    raise MediaError(f"{path}: truncated wav, its header declares {chunk_size / byte_rate:.2f} s of "
+                                     f"audio and the file holds {held / byte_rate:.2f} s")
+                raise MediaError(f"{path}: truncated wav, its header declares {chunk_size} bytes of audio and the "
+                                 f"file holds {held}")
+            offset += 8 + chunk_size + (chunk_size & 1)  # chunks are padded to an even size
+
+
+def _declared_seconds(container, stream) -> float | None:
+    """The audio track's duration as an indexed container (mp4/mov) declares it; None for other formats."""
+    names = set((container.format.name or "").split(","))
+    if not names & set(_INDEXED_FORMATS) or not stream.duration or stream.time_base is None:
+        return None
+    return float(stream.duration * stream.time_base)
+
+
 def _decode_audio(path: Path, sampling_rate: int) -> np.ndarray:
-    """Decode the first audio stream, resampled to float mono at sampling_rate."""
+    """Decode the first audio stream, resampled to float mono at sampling_rate; a track that decodes to nothing,
+    or (in an indexed container) to less than it declares, is a MediaError."""
     import av
 
     with _open_av(path) as container:
         if not container.streams.audio:
             raise MediaError(f"{path}: has no audio track")
         stream = container.streams.audio[0]
+        declared = _declared_seconds(container, stream)
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sampling_rate)
         pieces: list[np.ndarray] = []
         try:
@@ -301,15 +390,14 @@ def _decode_audio(path: Path, sampling_rate: int) -> np.ndarray:
             pieces.extend(out.to_ndarray().reshape(-1) for out in resampler.resample(None))
         except av.error.FFmpegError as err:
             raise MediaError(f"{path}: audio stream is corrupt ({_short(err)})") from err
-    if not pieces:
-        return np.zeros(0, dtype=np.float32)
+    count = sum(piece.size for piece in pieces)
+    if count == 0:
+        raise MediaError(f"{path}: audio decodes to zero samples")
+    seconds = count / sampling_rate
+    if declared is not None and seconds < declared - _DURATION_SLACK_S - _DURATION_SLACK_FRACTION * declared:
+        raise MediaError(f"{path}: truncated audio, decoded {seconds:.2f} s of the {declared:.2f} s its container "
+                         "declares")
     return np.clip(np.concatenate(pieces).astype(np.float32, copy=False), -1.0, 1.0)
-
-
-def load_audio(path: str | Path, sampling_rate: int = AUDIO_SAMPLING_RATE) -> np.ndarray:
-    """Whole audio (never cut at 30 s) as float32 mono in [-1, 1], from an audio file or a video's track."""
-    path = _require_file(path)
-    return _decode_audio(path, sampling_rate)
 
 
 def _check_wav_header(path: Path) -> None:
@@ -322,18 +410,30 @@ def _check_wav_header(path: Path) -> None:
         raise MediaError(f"{path}: broken audio header ({_short(err)})") from err
 
 
-def probe_audio(path: str | Path) -> AudioInfo:
-    """Prove an audio file is fully decodable and non-empty; report its length and native rate."""
+@_names_the_file
+def load_audio(path: str | Path, sampling_rate: int = AUDIO_SAMPLING_RATE) -> np.ndarray:
+    """Whole audio (never cut at 30 s) as float32 mono in [-1, 1], from an audio file or a video's track.
+
+    Checked on every load, not only by `probe_audio` at validation: a file cut after validation (to its header,
+    or short of what its header or container declares) is a MediaError here, never silence or a shorter clip.
+    """
     path = _require_file(path)
     if path.suffix.lower() in (".wav", ".flac"):
         _check_wav_header(path)
-    with _open_av(path) as container:
-        if not container.streams.audio:
-            raise MediaError(f"{path}: has no audio track")
+    _check_wav_length(path)
+    return _decode_audio(path, sampling_rate)
+
+
+@_names_the_file
+def probe_audio(path: str | Path) -> AudioInfo:
+    """Prove an audio file (or a video's audio track) is fully decodable and long enough to encode; report its
+    length and native rate."""
+    samples = load_audio(path)
+    if samples.size < MIN_AUDIO_SECONDS * AUDIO_SAMPLING_RATE:
+        raise MediaError(f"{path}: audio is {samples.size / AUDIO_SAMPLING_RATE * 1000:.0f} ms long, under the "
+                         f"{MIN_AUDIO_SECONDS * 1000:.0f} ms an audio tower needs to encode it")
+    with _open_av(Path(path)) as container:
         native_rate = int(container.streams.audio[0].rate or 0)
-    samples = _decode_audio(path, AUDIO_SAMPLING_RATE)
-    if samples.size == 0:
-        raise MediaError(f"{path}: audio decodes to zero samples")
     return AudioInfo(duration_s=samples.size / AUDIO_SAMPLING_RATE, sample_rate=native_rate or AUDIO_SAMPLING_RATE)
 
 

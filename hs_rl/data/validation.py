@@ -23,7 +23,9 @@ from hs_rl.data.answers import option_letters
 from hs_rl.data.convert import ConvertError, convert_entry, default_routing, read_humansense
 from hs_rl.data.records import MODALITIES, QUESTION_TYPES, Record, has_video
 
-SCHEMA_VERSION = 1
+# part of the clean-result cache key: raised whenever the checks get stricter, so that a dataset found clean by
+# weaker checks is checked again (2: files cut short of their declared length, frame sizes, video audio tracks)
+SCHEMA_VERSION = 2
 
 
 @dataclass
@@ -187,7 +189,8 @@ class _MediaChecker:
         return cache[path]
 
     def check(self, record: Record, base: Path) -> list[str]:
-        """Existence, decodability, and an audio track for video_audio records."""
+        """Existence, decodability (whole: a file cut short of what its header or container declares is refused),
+        and a whole audio track for video_audio records."""
         reasons = []
         if has_video(record.modality) and record.video:
             path = _resolve_media(record.video, base)
@@ -199,6 +202,10 @@ class _MediaChecker:
                     reasons.append(f"video does not decode: {info}")
                 elif record.modality == "video_audio" and not info.has_audio:
                     reasons.append(f"video_audio record but the video has no audio track: {record.video}")
+                elif record.modality == "video_audio":  # training decodes the track too: prove it whole
+                    track = self._probe(self._audio, path, media.probe_audio)
+                    if isinstance(track, str):
+                        reasons.append(f"audio track does not decode: {track}")
         if record.modality == "audio" and record.audio:
             path = _resolve_media(record.audio, base)
             if not path.is_file():
@@ -325,6 +332,10 @@ def run_validate(args: ValidateArguments) -> int:
         return 2
     report = validate_file(args.path, use_cache=not args.no_cache, media_root=args.media_root)
     print(report.format())
-    if not args.media_root and any("file not found:" in p.reason for p in report.problems):
+    missing = [p.reason.split("file not found: ", 1)[1] for p in report.problems if "file not found: " in p.reason]
+    if not args.media_root and any(not os.path.isabs(m) for m in missing):
         print("hint: relative media paths were looked up next to the file; pass --media_root if they live elsewhere")
+    elif missing:  # absolute paths (as `hs-rl convert` writes them): --media_root cannot help here
+        print("hint: the records name absolute paths; if the media live elsewhere, convert the HumanSense JSON again "
+              "with --media_root set to the folder its video_path values are relative to")
     return 1 if report.problems else 0

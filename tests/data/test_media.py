@@ -1,6 +1,7 @@
 """Real decoding of the generated sample media: frame sampling, resizing, audio tracks, broken files."""
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import av
@@ -23,6 +24,7 @@ from hs_rl.data.media import (
     smart_resize,
 )
 from hs_rl.tools.sample_data import clip_fps, clip_seconds, clip_tone_hz, wav_tone_hz
+from tests.data.broken_media import audio_track_cut, cut_wav, sliver_video, tone_wav
 
 
 def _clip(sample_data, index: int) -> Path:
@@ -225,3 +227,64 @@ def test_wav_with_broken_header_raises(sample_data, tmp_path, offset, junk):
     broken.write_bytes(bytes(data))
     with pytest.raises(MediaError, match="broken.wav"):
         probe_audio(broken)
+
+
+# ------------------------------------------------------------------------------------------ files cut short
+
+def test_probe_audio_refuses_a_clip_too_short_to_encode(tmp_path):
+    """6 ms of audio is a whole file, but no audio token comes of it: validation says so."""
+    blip = tone_wav(tmp_path / "blip.wav", seconds=0.006)
+    assert load_audio(blip).size == 96
+    with pytest.raises(MediaError, match="blip.wav: audio is 6 ms long, under the 100 ms"):
+        probe_audio(blip)
+
+
+@pytest.mark.parametrize("kept,held", [(0.0, "0.00"), (1 / 3, "1.00")], ids=["header_only", "a_third"])
+def test_wav_cut_short_of_its_header_raises(tmp_path, kept, held):
+    """Cut to its 44-byte header, or to a third of its data: PyAV and soundfile decode what is left without an
+    error (nothing, or the first second), so the header's declared length is what tells."""
+    cut = cut_wav(tone_wav(tmp_path / "cut.wav"), kept)
+    for call in (load_audio, probe_audio):
+        with pytest.raises(MediaError, match=rf"cut.wav: truncated wav, its header declares 3.00 s of audio and "
+                                             rf"the file holds {held} s"):
+            call(cut)
+
+
+def _wav_bytes(samples: np.ndarray, data_size: int | None = None, trailer: bytes = b"") -> bytes:
+    """A 16 kHz mono PCM wav built chunk by chunk: `data_size` overrides the data chunk's declared size."""
+    pcm = (samples * 32767).astype("<i2").tobytes()
+    fmt = struct.pack("<HHIIHH", 1, 1, 16000, 32000, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(pcm) if data_size is None else data_size) + pcm + trailer
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
+@pytest.mark.parametrize("data_size,trailer", [(0xFFFFFFFF, b""), (None, b"LIST" + struct.pack("<I", 4) + b"INFO")],
+                         ids=["streamed", "chunk_after_data"])
+def test_whole_wavs_with_unusual_headers_still_load(tmp_path, data_size, trailer):
+    """A streamed wav (length unknown when its header was written) and one with a chunk after its data are whole."""
+    samples = (0.5 * np.sin(2 * np.pi * 700 * np.arange(16000) / 16000)).astype(np.float32)
+    path = tmp_path / "whole.wav"
+    path.write_bytes(_wav_bytes(samples, data_size, trailer))
+    loaded = load_audio(path)
+    assert loaded.size == 16000 and _peak_hz(loaded) == pytest.approx(700, abs=3)
+
+
+def test_video_whose_audio_track_is_cut_short_raises(sample_data, tmp_path):
+    """The file cut at a packet boundary after its last video packet: every frame decodes, and PyAV decodes the
+    audio track to its last whole packet without an error; the container's index says how much is missing."""
+    cut = audio_track_cut(sample_data["video_with_audio"], tmp_path / "cut.mp4")
+    assert probe_video(cut).num_frames == 20  # the video track is whole
+    for call in (load_audio, probe_audio):
+        with pytest.raises(MediaError, match=r"cut.mp4: truncated audio, decoded 1.9\d s of the 2.00 s"):
+            call(cut)
+    assert load_audio(tmp_path / "cut_whole.mp4").size >= 32000  # the same track, whole
+
+
+def test_video_with_a_frame_size_the_rules_refuse(tmp_path):
+    """A 402x2 clip decodes, but no frame size can be chosen for it (aspect ratio over 200): the probe passed it and
+    load_video raised a bare ValueError, which the dataset's fallback did not catch."""
+    path = sliver_video(tmp_path / "sliver.mp4")
+    for call in (probe_video, load_video):
+        with pytest.raises(MediaError, match="sliver.mp4: frame size 402x2 has an aspect ratio above 200"):
+            call(path)

@@ -12,6 +12,7 @@ from hs_rl.data import media
 from hs_rl.data.convert import convert_file
 from hs_rl.data.records import write_records
 from hs_rl.data.validation import ValidateArguments, filter_valid, run_validate, validate_file, write_dropped
+from tests.data.broken_media import audio_track_cut, cut_wav, sliver_video, tone_wav, video_cut_partway
 
 OPTIONS = ["A. happy", "B. sad", "C. angry", "D. calm"]
 
@@ -186,3 +187,43 @@ def test_cli_validate(bad_file):
     from hs_rl.cli import main
 
     assert main(["validate-data", str(bad_file), "--no_cache"]) == 1
+
+
+def test_files_cut_short_are_refused_naming_file_record_and_problem(sample_data, tmp_path, capsys):
+    """Each of these decodes without an error in PyAV (what is left of it), so only the declared lengths and the
+    frame rules tell: a wav cut to its header, a wav holding a third of its data, a clip cut partway, a clip whose
+    audio track lost its end, a clip no frame size fits, a clip too short to give an audio token."""
+    clip = sample_data["video_with_audio"]
+    empty = cut_wav(tone_wav(tmp_path / "empty.wav"), 0.0)
+    third = cut_wav(tone_wav(tmp_path / "third.wav"), 1 / 3)
+    partway = video_cut_partway(clip, tmp_path / "partway.mp4")
+    no_tail = audio_track_cut(clip, tmp_path / "no_tail.mp4")
+    sliver = sliver_video(tmp_path / "sliver.mp4")
+    blip = tone_wav(tmp_path / "blip.wav", seconds=0.006)
+    path = write_jsonl(tmp_path / "cut.jsonl", [
+        rec("ok", modality="video_audio", video=str(clip)),
+        rec("empty", modality="audio", audio=str(empty)),
+        rec("third", modality="audio", audio=str(third)),
+        rec("partway", video=str(partway)),
+        rec("no_tail", modality="video_audio", video=str(no_tail)),
+        rec("sliver", video=str(sliver)),
+        rec("blip", modality="audio", audio=str(blip)),
+    ])
+    expected = {
+        "line 2": ("empty", f"audio does not decode: {empty}: truncated wav, its header declares 3.00 s of audio "
+                            "and the file holds 0.00 s"),
+        "line 3": ("third", f"audio does not decode: {third}: truncated wav, its header declares 3.00 s of audio "
+                            "and the file holds 1.00 s"),
+        "line 4": ("partway", f"video does not decode: {partway}: truncated video, decoded"),
+        "line 5": ("no_tail", f"audio track does not decode: {no_tail}: truncated audio, decoded 1.9"),
+        "line 6": ("sliver", f"video does not decode: {sliver}: frame size 402x2 has an aspect ratio above 200"),
+        "line 7": ("blip", f"audio does not decode: {blip}: audio is 6 ms long, under the 100 ms"),
+    }
+    report = validate_file(path)
+    found = {p.location: (p.record_id, p.reason) for p in report.problems}
+    assert set(found) == set(expected), report.format()
+    for location, (record_id, reason) in expected.items():
+        assert found[location][0] == record_id and found[location][1].startswith(reason), found[location]
+    assert run_validate(ValidateArguments(path=str(path))) == 1
+    printed = capsys.readouterr().out
+    assert "6 problems" in printed and f"{path}: line 3 [third]: audio does not decode: {third}: truncated" in printed

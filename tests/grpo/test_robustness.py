@@ -76,6 +76,31 @@ def test_media_broken_after_validation_is_replaced_and_counted(tiny_model, recor
     assert logged["media/replaced_samples"] > 0
 
 
+def test_wav_shorter_than_its_header_refused_at_start_up(tiny_model, records, tmp_path, monkeypatch):
+    """A wav holding a third of what its header declares decoded without an error (what was left of it)."""
+    from tests.data.broken_media import cut_wav
+
+    chosen = _copy_media(interleaved(records, ("video", "audio"), count=4), tmp_path)
+    short = cut_wav(Path(chosen[1].audio), 1 / 3)
+    _weights_never_loaded(monkeypatch)
+    with pytest.raises(ValueError, match=rf"line 2 \[{chosen[1].id}\]: audio does not decode: {short}: truncated "
+                                         r"wav, its header declares 1.00 s of audio and the file holds 0.33 s"):
+        build_trainer(*stage_args(tiny_model["full"], chosen, tmp_path / "run"))
+
+
+def test_wav_cut_to_its_header_after_validation_is_replaced_and_counted(tiny_model, records, tmp_path):
+    """It decoded to zero samples without an error: the step trained on a question with no audio, counting nothing."""
+    from tests.data.broken_media import cut_wav
+
+    chosen = _copy_media(interleaved(records, ("audio",), count=3), tmp_path)
+    trainer = build_trainer(*stage_args(tiny_model["full"], chosen, tmp_path / "run", per_device_train_batch_size=6,
+                                        num_generations=2))
+    cut_wav(Path(chosen[0].audio), 0.0)  # cut to its 44-byte header after validation passed
+    trainer.train()
+    logged = next(h for h in trainer.state.log_history if "media/replaced_samples" in h)
+    assert logged["media/replaced_samples"] == 2  # the prompt's two rows, each the next record with its audio
+
+
 def test_fail_on_bad_media_names_the_file(tiny_model, records, tmp_path):
     chosen = _copy_media(interleaved(records, ("video",), count=3), tmp_path)
     trainer = build_trainer(*stage_args(tiny_model["full"], chosen, tmp_path / "run", fail_on_bad_media=True))
