@@ -3,6 +3,12 @@
 Used by GRPO rollouts (G rows per prompt) and by benchmark evaluation (one row per question): each distinct
 prompt is prefilled once with our per-row embeddings and 3-D rope positions, its KV cache is indexed out to
 its rows, and one transformers `generate` call decodes every row together.
+
+Under ZeRO-3 / FSDP with several processes every module call is a collective, so every process must make the
+same calls: one prefill per `generate_rows` call (all distinct prompts in one batch, however many there are),
+both towers in it with `run_all_towers` (hs_rl.grpo.omni_inputs.encode_media), and with `synced_gpus` as many
+decode steps as the process that stops last (transformers keeps a finished process stepping; TRL relies on the
+same). A process's own count of prompts, modalities or stop tokens never changes how many calls it makes.
 """
 from __future__ import annotations
 
@@ -47,13 +53,17 @@ def prefill_rows(thinker, rows: list[PromptMedia], pad_id: int, *, encoders_froz
 
 @torch.no_grad()
 def generate_rows(thinker, rows: list[PromptMedia], generation_config, stop_ids: Iterable[int], *,
-                  encoders_frozen: bool = True, run_all_towers: bool = False) -> list[list[int]]:
-    """Each row's new tokens, up to and including its first stop token (all of them if none came)."""
+                  encoders_frozen: bool = True, run_all_towers: bool = False,
+                  synced_gpus: bool | None = None) -> list[list[int]]:
+    """Each row's new tokens, up to and including its first stop token (all of them if none came).
+
+    `synced_gpus`: decode until every process's rows have stopped (None: transformers' own rule, on under
+    ZeRO-3 or FSDP with several processes)."""
     input_ids, mask, cache = prefill_rows(thinker, rows, generation_config.pad_token_id or 0,
                                           encoders_frozen=encoders_frozen, run_all_towers=run_all_towers)
     try:
         sequences = thinker.generate(input_ids=input_ids, attention_mask=mask, past_key_values=cache,
-                                     generation_config=generation_config)
+                                     generation_config=generation_config, synced_gpus=synced_gpus)
     finally:
         thinker.model.rope_deltas = None  # never leak this batch's deltas into a later forward
     stops = set(stop_ids)

@@ -91,8 +91,12 @@ def encode_media(thinker, rows: list[PromptMedia], *, use_cache: bool,
     family with DeepStack, {"deepstack": [(n, H) per injected LM layer]}.
 
     With `use_cache` (encoders frozen) a prompt is encoded once and its outputs are reused by every row of
-    its group and every forward pass of the step. With `run_all_towers` (ZeRO-3) both towers run on every
-    call, on a dummy input when no row needs them, so that all ranks gather the same parameters.
+    its group and every forward pass of the step. With `run_all_towers` each tower runs exactly once per call,
+    on a dummy input when no row (or no uncached row) needs it: what runs then depends on no process's own
+    rows. The trainer turns it on wherever that matters (several processes with ZeRO-3/FSDP, where a tower's
+    forward is a gather all ranks join, or with a trained tower, whose gradients every rank must reduce:
+    hs_rl.grpo.trainer). Without it a tower runs only for rows that need it, which is safe only for frozen,
+    replicated towers.
     """
     family = family_of(thinker)
     distinct = list({id(r): r for r in rows}.values())

@@ -24,6 +24,11 @@ is called once per micro-batch with `inputs_embeds`, `position_ids` and TRL's fu
 checkpointing (the mask is an ordinary layer argument, replayed as is), ZeRO-2/3 (one forward on every rank,
 both towers run by `embed_rows` as before) and PEFT work as in the plain path. No KV cache is involved.
 
+The packed path calls the input embedding twice (the groups' prompts, then the completions), the plain path
+once: under ZeRO-3 each call is a parameter gather every process must join, so whether a micro-batch packs is
+decided for all processes together (`OmniGRPOTrainer._packs`: packed only when every process's micro-batch is
+whole groups), never by one process's rows alone.
+
 Cost: the language model sees P + G·C tokens per group instead of G·(P + C). Attention with a dense mask
 (`sdpa`, `eager`) still computes the masked blocks (T² for T packed tokens); `flex_attention` skips them.
 

@@ -16,14 +16,29 @@ Hooks overridden, and why:
 - `_get_per_token_logps_and_entropies`: the forward pass with each row's media, chunked like TRL's; with
   `shared_prefix` (default) a micro-batch of whole groups is packed into one sequence, each prompt once with
   its completions after it under a per-group attention mask (hs_rl.grpo.prefix_sharing).
-- `_save_checkpoint`, `_load_from_checkpoint`, `_load_best_model`, `_get_train_sampler`, `_run_epoch`: completion
-  markers, a resume (and best-model load) that really loads the weights, per-epoch data order under any
-  sampler wrapping, no extra step on a re-run (see hs_rl.grpo.checkpoints for why each is needed).
+- `_save_checkpoint`, `_load_from_checkpoint`, `_load_optimizer_and_scheduler`, `_load_best_model`,
+  `_get_train_sampler`, `_run_epoch`: completion markers (and a full disk said in one line), a resume (and
+  best-model load) that really loads the weights, an extended run's schedule continued at a real learning rate,
+  per-epoch data order under any sampler wrapping, no extra step on a re-run (see hs_rl.grpo.checkpoints for
+  why each is needed).
   `_get_train_sampler` also wraps TRL's sampler in `FirstUseSampler` (hs_rl.data.dataset): TRL's re-fetches of
   a buffered generation batch get media-free rows, so each clip is decoded once per use (`num_examples` counts
   records, not those twin rows).
 A `ProgressRecorder` callback (hs_rl.grpo.progress_recorder) keeps OUTPUT_DIR/progress.json current for the
 console and `hs-rl status`.
+
+Every process runs the same modules the same number of times. Under ZeRO-3/FSDP each module call is a
+collective, and under DDP/ZeRO-1/2 the gradient buckets must hold the same parameters everywhere, so a decision
+that changes which modules run, or how often, is either rank-independent or taken for all processes together:
+- which towers run (`_towers_rule`): both on every forward, a dummy where no row needs one, with several
+  processes under ZeRO-3/FSDP or with a trained tower (`run_all_towers`; off only for frozen replicated towers);
+- packing a micro-batch (`_packs`): collective, packed only if every process's micro-batch is whole groups;
+- generation (`_generate_single_turn`): one prefill per call, decode steps synced across processes under
+  ZeRO-3/FSDP (hs_rl.grpo.generation);
+- the reference model's path (cached encoder outputs or its own towers), shared prefix on or off, vLLM or not,
+  loss and aux-loss settings: from the configuration and the model only, the same on every process;
+- re-fetch rows: `FirstUseSampler` marks a global position of the sampler, so all processes get them together;
+  the check below that none reaches generation is collective, so every process stops with the same error.
 Everything else (advantages, loss types, KL, clipping, PEFT, logging) is TRL's, unchanged.
 """
 from __future__ import annotations
@@ -41,7 +56,13 @@ from trl.models import unwrap_model_for_generation
 from trl.trainer import grpo_trainer as _trl_grpo
 
 from hs_rl.data.dataset import FirstUseSampler, prompt_count
-from hs_rl.grpo.checkpoints import load_saved_weights, loads_plain_weights, mark_complete
+from hs_rl.grpo.checkpoints import (
+    continue_schedule,
+    disk_full_reported,
+    load_saved_weights,
+    loads_plain_weights,
+    mark_complete,
+)
 from hs_rl.grpo.families import family_of, family_of_dir
 from hs_rl.grpo.generation import generate_rows
 from hs_rl.grpo.model import share_frozen_parameters, weights_fingerprint
@@ -113,10 +134,11 @@ class OmniGRPOTrainer(GRPOTrainer):
                                  f"policy's has {sizes[0]}: the KL term compares the two token by token")
         self._rows: list[PromptMedia] | None = None
         self.encoders_frozen = encoders_frozen
-        if run_all_towers is None:  # ZeRO-3 gathers a tower's weights collectively: every rank must run both
-            plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
-            run_all_towers = bool(plugin is not None and plugin.zero_stage == 3)
-        self.run_all_towers = run_all_towers
+        plugin = getattr(self.accelerator.state, "deepspeed_plugin", None)
+        # ZeRO-3 / FSDP: each module's forward gathers its weights with a collective every process must join
+        self._sharded = self.accelerator.num_processes > 1 and (
+            (plugin is not None and plugin.zero_stage == 3) or bool(self.is_fsdp_enabled))
+        self.run_all_towers = self._towers_rule(run_all_towers)
         self.completions_log = Path(completions_log) if completions_log else None
         _keep_used_weight_conversions(thinker_of(self.model))
         self.shared_prefix = bool(getattr(self.args, "shared_prefix", True))
@@ -124,12 +146,45 @@ class OmniGRPOTrainer(GRPOTrainer):
             logger.warning("shared_prefix is off for this run (plain per-row forward instead): %s", reason)
             self.shared_prefix = False
         self._split_group_logged = False
-        self._last_packed: bool | None = None
+        self._overruled_logged = False
+        self._packed_chunks: list[bool] = []  # each forward chunk since the last loss: packed? (shared_prefix/packed)
         self.reward_error_counts: dict[str, int] = {}
         # rotation happens after the completion marker (hs_rl.grpo.checkpoints.mark_complete), not in the Trainer
         self.checkpoint_limit, self.args.save_total_limit = self.args.save_total_limit, None
         # OUTPUT_DIR/progress.json for the pipeline's console and `hs-rl status` (rank 0 writes it)
         self.add_callback(ProgressRecorder(self.args.output_dir))
+
+    def _towers_rule(self, asked: bool | None) -> bool:
+        """Whether every forward runs both towers (a dummy input where no row needs one): a rank-independent rule.
+
+        Needed with several processes when the weights are sharded (ZeRO-3, FSDP: a tower's forward is a gather all
+        ranks join) or a tower is trained (ZeRO-1/2's and DDP's gradient buckets must hold the same parameters on
+        every rank: a tower one rank skipped leaves its gradients out, gloo's "Received data size doesn't match
+        expected size" under ZeRO-2; DDP would need `find_unused_parameters`). `asked` (the `run_all_towers`
+        option) may turn it on anywhere, off only where it is not needed.
+        """
+        thinker = thinker_of(self.accelerator.unwrap_model(self.model))
+        trained = [name for name, tower in family_of(thinker).towers(thinker).items()
+                   if any(p.requires_grad for p in tower.parameters())]
+        why = ("ZeRO-3/FSDP gather each tower's weights with a collective" if self._sharded
+               else f"the trained {' and '.join(trained)} tower's gradients are reduced across processes" if trained
+               and self.accelerator.num_processes > 1 else None)
+        if why is None:
+            return bool(asked)
+        if asked is False:
+            raise ValueError(f"run_all_towers: false with {self.accelerator.num_processes} processes: {why}, so a "
+                             "process whose batch lacks a modality must still run its tower, or the processes "
+                             "stop in step; drop run_all_towers: false")
+        logger.info("run_all_towers: both towers run in every forward on every process (%s)", why)
+        return True
+
+    def _same_on_every_rank(self, flag: bool) -> bool:
+        """`flag` AND-ed over all processes: a decision that changes which modules run, or how often, is the same
+        on every rank (see the module docstring)."""
+        if self.accelerator.num_processes == 1:
+            return flag
+        flags = self.accelerator.gather(torch.tensor([int(flag)], device=self.accelerator.device))
+        return bool(flags.min().item())
 
     def _share_frozen_with(self, reference_model: torch.nn.Module) -> None:
         """TRL just built the reference from the policy's starting checkpoint: give it the policy's frozen tensors
@@ -176,8 +231,14 @@ class OmniGRPOTrainer(GRPOTrainer):
 
     # ---- checkpoints (hs_rl.grpo.checkpoints) -----------------------------------------------------------------
     def _save_checkpoint(self, model, trial):
-        super()._save_checkpoint(model, trial)
+        with disk_full_reported(self, trial):  # a full disk: one line (folder, free space, size), not torch's
+            super()._save_checkpoint(model, trial)
         mark_complete(self, trial)
+
+    def _load_optimizer_and_scheduler(self, checkpoint):
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None:  # an extended run trains at its schedule's rate, not the old run's last one
+            continue_schedule(self.lr_scheduler)
 
     def _load_from_checkpoint(self, resume_from_checkpoint, model=None):
         if loads_plain_weights(self, model, resume_from_checkpoint):  # HF's raw load would match no name
@@ -192,6 +253,32 @@ class OmniGRPOTrainer(GRPOTrainer):
         else:  # hs_rl's training dataset: re-fetches of a buffered generation batch carry no media
             self._epoch_sampler = FirstUseSampler(epoch_seeded(super()._get_train_sampler(range(prompts))), prompts)
         return self._epoch_sampler
+
+    def _get_eval_sampler(self, eval_dataset):
+        """TRL's eval sampler over the records' media rows only (a probe is built like the training set, whose
+        second half is media-free re-fetch rows that no generation may see)."""
+        prompts = prompt_count(eval_dataset)
+        return super()._get_eval_sampler(eval_dataset if prompts is None else range(prompts))
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval"):
+        """Remember which evaluation set runs: with a dict `eval_dataset` (the probes) the Trainer calls this once
+        per set with prefix `eval_NAME`, and `log` names TRL's metrics after it."""
+        outer, self._eval_prefix = getattr(self, "_eval_prefix", "eval"), metric_key_prefix
+        try:
+            return super().evaluate(eval_dataset, ignore_keys, metric_key_prefix)
+        finally:
+            self._eval_prefix = outer
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # TRL prefixes its own eval metrics with `eval_` alone, so every set of a dict eval_dataset would log the same
+        # `eval_rewards/...` keys: name them after the set, as the Trainer names its loss (eval_NAME_loss)
+        prefix = getattr(self, "_eval_prefix", "eval")
+        if not self.model.training and prefix != "eval":
+            name = prefix.removeprefix("eval_")
+            metrics = self._metrics["eval"]
+            self._metrics["eval"] = type(metrics)(metrics.default_factory,
+                                                  {f"{name}_{key}": value for key, value in metrics.items()})
+        super().log(logs, start_time)
 
     def num_examples(self, dataloader) -> int:
         prompts = prompt_count(dataloader.dataset)
@@ -229,7 +316,7 @@ class OmniGRPOTrainer(GRPOTrainer):
     # ---- batch bookkeeping -------------------------------------------------------------------------------
     def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
         device = self.accelerator.device
-        if any(x.get("repeat") for x in inputs):
+        if not self._same_on_every_rank(not any(x.get("repeat") for x in inputs)):  # every process stops
             raise RuntimeError("a generation batch of media-free re-fetch rows: TRL's generation cycle and the "
                                "FirstUseSampler are out of step (OmniGRPOTrainer bookkeeping bug)")
         self._rows = [x["media"].to(device) for x in inputs]
@@ -237,19 +324,26 @@ class OmniGRPOTrainer(GRPOTrainer):
         problems = torch.tensor(sum(bool(x.get("media_problem")) for x in inputs), device=device)
         self._metrics[mode]["media/replaced_samples"].append(self.accelerator.gather(problems).sum().item())
         output = super()._generate_and_score_completions(inputs)
-        for name, count in self.reward_error_counts.items():  # reward_errors: zero — how many scored 0 so far
-            self._metrics[mode][f"rewards/{name}/errors"].append(float(count))
+        # reward_errors: zero — how many scored 0 so far, summed over ranks. A collective: every rank gathers the
+        # same fixed list (TRL's reward names), never the names its own counter happens to hold
+        names = list(self.reward_func_names)
+        counts = torch.tensor([float(self.reward_error_counts.get(n, 0)) for n in names], device=device)
+        totals = self.accelerator.gather(counts).view(-1, len(names)).sum(0).tolist() if names else []
+        for name, total in zip(names, totals):
+            if total:
+                self._metrics[mode][f"rewards/{name}/errors"].append(total)
         output["media"] = self._rows
         self._log_completions_jsonl(inputs, mode)
         return output
 
     def _compute_loss(self, model, inputs):
         self._rows = inputs["media"]
-        self._last_packed = None
         loss = super()._compute_loss(model, inputs)
-        if self._last_packed is not None:  # 1.0: this micro-batch's loss forward ran packed (hs_rl.grpo.prefix_sharing)
+        if self._packed_chunks:  # the fraction of the forward chunks since the last loss (this loss, and the old and
+            # reference log-probs of a new generation batch) that ran packed; 1.0: all of them
             mode = "train" if self.model.training else "eval"
-            self._metrics[mode]["shared_prefix/packed"].append(float(self._last_packed))
+            self._metrics[mode]["shared_prefix/packed"].append(sum(self._packed_chunks) / len(self._packed_chunks))
+            self._packed_chunks = []
         return loss
 
     def _tokenize_prompts(self, prompts: list):
@@ -271,7 +365,7 @@ class OmniGRPOTrainer(GRPOTrainer):
         ):
             completion_ids = generate_rows(thinker_of(unwrapped), self._rows, self.generation_config,
                                            self.eos_token_ids, encoders_frozen=self.encoders_frozen,
-                                           run_all_towers=self.run_all_towers)
+                                           run_all_towers=self.run_all_towers, synced_gpus=self._sharded)
         return completion_ids, None
 
     # ---- forward passes ----------------------------------------------------------------------------------
@@ -294,7 +388,7 @@ class OmniGRPOTrainer(GRPOTrainer):
             end = min(start + batch_size, input_ids.size(0))
             ids, mask, chunk = input_ids[start:end], attention_mask[start:end], rows[start:end]
             packed = self.shared_prefix and self._packs(ids, mask, chunk, prompt_width)
-            self._last_packed = packed
+            self._packed_chunks.append(packed)
             if packed:
                 logps, entropies = shared_prefix_logps(
                     model, thinker, ids, mask, chunk, logits_to_keep, encoders_frozen=use_cache,
@@ -325,18 +419,30 @@ class OmniGRPOTrainer(GRPOTrainer):
         return logps, entropies, aux_loss
 
     def _packs(self, ids: torch.Tensor, mask: torch.Tensor, rows: list[PromptMedia], prompt_width: int) -> bool:
-        """Whether this micro-batch goes through the packed forward: whole groups only (one log line otherwise)."""
+        """Whether this micro-batch goes through the packed forward: only when every process's micro-batch holds
+        whole groups (one log line otherwise).
+
+        Collective: the packed path calls the embedding twice (prompts, then completions), the plain path once,
+        and under ZeRO-3 each call is a gather every process must join. TRL shuffles each process's generation
+        batch with that process's own RNG, so with `steps_per_generation > 1` one process may hold whole groups
+        while another does not: then all of them run plain.
+        """
         group_size = self.num_generations if self.model.training else self.num_generations_eval
-        if splits_a_group(rows, group_size) or not completion_masks_are_prefixes(mask, prompt_width):
-            if not self._split_group_logged:
-                logger.warning(
-                    "shared_prefix: a micro-batch holds part of a group (%d rows, %d prompts, %d generations each); "
-                    "such micro-batches use the plain per-row forward. Put whole groups in a micro-batch: "
-                    "per_device_train_batch_size a multiple of num_generations and steps_per_generation 1.",
-                    len(rows), len({id(r) for r in rows}), group_size)
-                self._split_group_logged = True
-            return False
-        return True
+        whole = not splits_a_group(rows, group_size) and completion_masks_are_prefixes(mask, prompt_width)
+        everywhere = self._same_on_every_rank(whole)
+        if not whole and not self._split_group_logged:
+            logger.warning(
+                "shared_prefix: a micro-batch holds part of a group (%d rows, %d prompts, %d generations each); "
+                "such micro-batches use the plain per-row forward. Put whole groups in a micro-batch: "
+                "per_device_train_batch_size a multiple of num_generations and steps_per_generation 1.",
+                len(rows), len({id(r) for r in rows}), group_size)
+            self._split_group_logged = True
+        elif whole and not everywhere and not self._overruled_logged:
+            logger.warning("shared_prefix: another process's micro-batch holds part of a group, so this one runs the "
+                           "plain per-row forward too (every process must call the same modules the same number "
+                           "of times)")
+            self._overruled_logged = True
+        return everywhere
 
     # ---- logs --------------------------------------------------------------------------------------------
     def _log_completions_jsonl(self, inputs: list[dict[str, Any]], mode: str) -> None:
@@ -347,6 +453,8 @@ class OmniGRPOTrainer(GRPOTrainer):
         if not self.accelerator.is_main_process:
             return
         count = len(ids)
+        # a generation batch trains the steps after global_step (as log_history counts: from 1); eval: after it
+        step = self.state.global_step + (mode == "train")
         completions = list(self._logs["completion"])[-count:]
         advantages = list(self._logs["advantages"])[-count:]
         rewards = {name: list(values)[-count:] for name, values in self._logs["rewards"].items()}
@@ -356,7 +464,7 @@ class OmniGRPOTrainer(GRPOTrainer):
                 completion = completions[i] if i < len(completions) else None
                 text = None if completion is None else completion_text(completion)
                 handle.write(json.dumps({
-                    "step": self.state.global_step, "mode": mode, "id": sample_id, "completion": text,
+                    "step": step, "mode": mode, "id": sample_id, "completion": text,
                     "rewards": {k: v[i] for k, v in rewards.items() if i < len(v)},
                     "advantage": advantages[i] if i < len(advantages) else None,
                 }, ensure_ascii=False) + "\n")

@@ -12,6 +12,8 @@ What made these work on CPU (see docs/distributed.md, "DeepSpeed on CPU"):
 """
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import re
 import shutil
@@ -119,7 +121,6 @@ def test_deepspeed_cpu_two_processes(stage, family, ds_data, tmp_path, request):
     resumed = subprocess.run(again, cwd=ROOT, env=env, capture_output=True, text=True, timeout=TIMEOUT_S)
     (tmp_path / "resume.log").write_text(resumed.stdout + resumed.stderr)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    import json
 
     state = json.loads((output / "checkpoint-3" / "trainer_state.json").read_text())
     steps_logged = (resumed.stdout + resumed.stderr).count("'grad_norm':")
@@ -173,3 +174,135 @@ def test_zero3_packed_groups_equal_plain(tiny_model, ds_data, tmp_path):
     worst = max((packed[k] - plain[k]).abs().max().item() for k in plain)
     print(f"zero3 packed vs plain after 2 steps: max |dw| = {worst:.2e}")
     assert worst <= 1e-5
+
+
+# A reward that scores nothing; its first call (step 1, long after every process validated the data) cuts one wav to
+# its header, so that clip breaks at run time: the steps after it read it broken. Process 0 alone writes the file; the
+# others cannot read it before their next step, which starts after a collective process 0 joins after this call.
+BREAKING_REWARD = '''
+import os
+
+def zero(prompts, completions, **kwargs):
+    path = os.environ["HS_BREAK_WAV"]
+    if os.environ.get("RANK", "0") == "0" and os.path.getsize(path) > 44:
+        with open(path, "rb") as handle:
+            header = handle.read(44)
+        with open(path, "wb") as handle:  # the RIFF header alone: no samples left
+            handle.write(header)
+    return [0.0] * len(completions)
+'''
+
+# what a process logs when another process's micro-batch overrules its own packing decision (hs_rl.grpo.trainer)
+_OVERRULED = "another process's micro-batch holds part of a group"
+LOCKSTEP_STEPS = 8  # with seed 42 the two processes' group layouts differ in some step (asserted below)
+
+
+def _launch(command: list[str], env: dict[str, str], timeout: int) -> subprocess.CompletedProcess:
+    """Run an `accelerate launch`; past `timeout` it and every process under it are killed (torch's launcher
+    starts each worker in a session of its own: a hung worker would outlive the launcher) and the test fails with
+    the log's tail."""
+    import psutil
+
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        for child in [*psutil.Process(process.pid).children(recursive=True), psutil.Process(process.pid)]:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                child.kill()
+        stdout, stderr = process.communicate()
+        pytest.fail(f"no result in {timeout} s (a process waits for another that never comes): "
+                    f"{(stdout + stderr)[-3000:]}")
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.fixture(scope="module")
+def lockstep_data(sample_data, tmp_path_factory) -> tuple[Path, Path, dict[str, str]]:
+    """Eight records: video, audio and video+audio mixed, one audio record on a wav of its own (broken at run time,
+    followed by a video-only record, the one the dataset's fallback would take instead). Returns (records JSONL,
+    that wav, modality by record id)."""
+    import dataclasses
+
+    from hs_rl.data.convert import convert_file
+    from hs_rl.data.records import write_records
+
+    folder = tmp_path_factory.mktemp("lockstep_data")
+    records = convert_file(sample_data["train_json"], media_root=sample_data["media_root"])
+    by_modality = {m: [r for r in records if r.modality == m] for m in ("audio", "video", "video_audio")}
+    wav = folder / "breaks_at_run_time.wav"
+    shutil.copyfile(by_modality["audio"][0].audio, folder / "intact.wav")
+    shutil.copyfile(by_modality["audio"][0].audio, wav)
+    broken = dataclasses.replace(by_modality["audio"][0], id="breaks-at-run-time", audio=str(wav))
+    chosen = [by_modality["video_audio"][0], by_modality["audio"][1], broken, by_modality["video"][0],
+              by_modality["video_audio"][1], by_modality["video"][1], by_modality["video_audio"][2],
+              by_modality["video"][2]]
+    path = folder / "train.jsonl"
+    write_records(chosen, path)
+    return path, wav, {r.id: r.modality for r in chosen}
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(TIMEOUT_S + 120)
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_ranks_stay_in_lockstep(stage, tiny_model, lockstep_data, tmp_path):
+    """Every process runs the same modules the same number of times, whatever its own micro-batches hold.
+
+    Two processes, stage 3's tiny YAML, 8 steps of 2 micro-batches each (`steps_per_generation 2`: TRL shuffles
+    each process's generation batch with its own RNG, so one process's micro-batch holds whole groups and packs
+    while the other's splits a group), mixed modalities (at some step one process has no audio while the other
+    has), a trainable audio tower (its gradient buckets must match on every process) and a wav cut to its header
+    after validation. Before the fix ZeRO-3 hung (packed path: two embedding calls, plain path: one) and ZeRO-2
+    crashed in gloo ("Received data size doesn't match expected size": the audio tower ran on one process only).
+    """
+    pytest.importorskip("deepspeed")
+    dataset, wav, modality = lockstep_data
+    shutil.copyfile(wav.with_name("intact.wav"), wav)  # whole again: the other stage's run cut it
+    reward = tmp_path / "breaking_reward.py"
+    reward.write_text(BREAKING_REWARD)
+    output = tmp_path / "run"
+    command = [sys.executable, "-m", "accelerate.commands.launch",
+               "--config_file", f"launch/accelerate/{stage}.yaml", "--num_processes", "2",
+               "--main_process_ip", "127.0.0.1", "--main_process_port", str(_free_port()),
+               "-m", "hs_rl.train", "stages/tiny/stage3_video_audio.yaml",
+               "--model_name_or_path", str(tiny_model["full"]), "--dataset", str(dataset),
+               "--output_dir", str(output), "--max_steps", str(LOCKSTEP_STEPS), "--report_to", "none",
+               "--save_strategy", "no", "--per_device_train_batch_size", "2", "--num_generations", "2",
+               "--steps_per_generation", "2", "--gradient_accumulation_steps", "2", "--freeze_audio_encoder", "false",
+               "--gradient_checkpointing", "true",
+               "--reward_funcs", "format", "accuracy", f"{reward}:zero", "--reward_weights", "1", "1", "0"]
+    env = {**os.environ, "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
+           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "HS_BREAK_WAV": str(wav)}
+    result = _launch(command, env, TIMEOUT_S)
+    log = result.stdout + result.stderr
+    (tmp_path / "launch.log").write_text(log)
+    assert result.returncode == 0, log[-4000:]
+    assert log.count("'grad_norm':") == LOCKSTEP_STEPS, "not every optimizer step ran"
+    assert wav.stat().st_size == 44, "the wav was not cut after validation"
+    why = "ZeRO-3" if stage == "zero3" else "trained audio tower"  # run_all_towers turned itself on, on both
+    assert len(re.findall(rf"run_all_towers: both towers run in every forward on every process \(.*{why}", log)) == 2
+
+    # what the run went through: group layouts that differ between processes ...
+    assert _OVERRULED in log, "no micro-batch packed on one process only: the case was not exercised"
+    # ... a generation batch with audio on one process and none on the other (completions.jsonl lists process
+    # 0's rows, then process 1's) ...
+    steps: dict[int, list[str]] = {}  # record ids of each generation batch
+    for line in (output / "completions.jsonl").read_text().splitlines():
+        row = json.loads(line)
+        steps.setdefault(row["step"], []).append(row["id"])
+    assert len(steps) == LOCKSTEP_STEPS and all(len(ids) == 8 for ids in steps.values()), steps
+    audio = [[any(modality[i] != "video" for i in ids[:4]), any(modality[i] != "video" for i in ids[4:])]
+             for ids in steps.values()]
+    assert any(a != b for a, b in audio), f"every step gave both processes audio, or neither: {steps}"
+    # ... and the broken clip, read after step 1 cut it: replaced and counted (hs_rl.data.dataset), or, where the
+    # data code let it through, trained on as it is
+    replaced = [float(v) for v in re.findall(r"'media/replaced_samples': '([^']*)'", log)]
+    read_broken = any("breaks-at-run-time" in ids for step, ids in steps.items() if step != min(steps))
+    assert sum(replaced[1:]) > 0 or read_broken, "the broken clip was never read after it broke"
+
+    # the trainable audio tower trained, the frozen vision tower did not, the language model did
+    before = _thinker(tiny_model["full"])[0].state_dict()
+    after = _thinker(output / "final")[0].state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("model.audio_tower.") for k in changed), "the audio tower did not train"
+    assert any(k.startswith("model.language_model.") for k in changed)
+    assert not any(k.startswith("model.visual.") for k in changed)

@@ -105,3 +105,33 @@ def test_two_processes_split_prompts_group_and_resume_inside_epoch_1(tiny_model,
     assert_same_run(reference, resumed)
     assert [h["step"] for h in metrics(resumed) if "loss" in h] == [1, 2, 3, 4]
     assert (resumed / "final" / "spk_dict.pt").is_file()
+
+
+def test_which_towers_run_is_the_same_on_every_rank(tiny_model):
+    """`run_all_towers` follows a rank-independent rule: both towers in every forward with several processes under
+    ZeRO-3/FSDP or with a trained tower (DDP/ZeRO-1/2 reduce its gradients on every rank); an explicit `false`
+    there is refused in one line instead of hanging or crashing the run. Frozen, replicated towers need nothing.
+    The processes themselves: tests/grpo/test_deepspeed_cpu.py::test_ranks_stay_in_lockstep."""
+    from types import SimpleNamespace
+
+    from hs_rl.grpo.model import freeze_encoders, load_thinker
+    from hs_rl.grpo.trainer import OmniGRPOTrainer
+
+    thinker = load_thinker(tiny_model["thinker"])
+
+    def rule(processes: int, sharded: bool, asked: bool | None) -> bool:
+        trainer = SimpleNamespace(accelerator=SimpleNamespace(num_processes=processes, unwrap_model=lambda m: m),
+                                  model=thinker, _sharded=sharded)
+        return OmniGRPOTrainer._towers_rule(trainer, asked)
+
+    freeze_encoders(thinker)  # the recipe: both towers frozen
+    assert rule(2, sharded=False, asked=None) is False  # DDP / ZeRO-2: a tower runs only where a row needs it
+    assert rule(2, sharded=True, asked=None) is True  # ZeRO-3 / FSDP
+    assert rule(2, sharded=False, asked=True) is True and rule(1, sharded=False, asked=None) is False
+    with pytest.raises(ValueError, match="run_all_towers: false with 2 processes: ZeRO-3"):
+        rule(2, sharded=True, asked=False)
+    freeze_encoders(thinker, audio=False)  # a trained audio tower
+    assert rule(2, sharded=False, asked=None) is True  # DDP / ZeRO-1/2: its gradient buckets must match
+    assert rule(1, sharded=False, asked=None) is False  # one process: nothing to match
+    with pytest.raises(ValueError, match="trained audio tower"):
+        rule(2, sharded=False, asked=False)
