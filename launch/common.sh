@@ -12,6 +12,8 @@
 #   MASTER_PORT        port on node 0 (default 29500)
 #   HS_RL_DRY_RUN=1    print the command and exit without running it
 #   HS_RL_STAGES       folder of the stage YAMLs (default stages; stages/tiny for the tiny CPU twins)
+#   HS_RL_CONSOLE      live | full | off: a stage writes OUTPUT_DIR/train.log and shows, on a terminal, the pipeline's
+#                      live line (live, the default there) or everything (full, the default elsewhere) (hs_rl/stage_log.py)
 #
 # Two languages, one file: launch/stage*.sh are valid bash AND valid Python, because the project is used as
 # `accelerate launch launch/stage1.sh …` and accelerate runs a script with python (unless --no_python), while

@@ -197,3 +197,17 @@ def get_rewards(specs: Sequence[str | Callable[..., Any]], base_dir: str | os.Pa
         if not isinstance(value, Mapping):
             raise ValueError(f"reward_kwargs[{key!r}] must be a mapping of setting: value, got {value!r}")
     return [get_reward(spec, base_dir=base_dir, settings=settings.get(key)) for spec, key in zip(specs, keys)]
+
+
+def check_reward_weights(specs: Sequence[Any], weights: Sequence[float] | None, funcs_from: str = "the config",
+                         weights_from: str = "the config") -> None:
+    """One weight per reward, refused before anything loads, saying where each list was set (a stage that swaps
+    its rewards keeps the base YAML's weights unless it gives its own)."""
+    if weights is None or len(weights) == len(specs):
+        return
+    from hs_rl.errors import UserError
+
+    example = " ".join(["1.0"] * len(specs))
+    raise UserError(f"reward_weights has {len(weights)} entries (from {weights_from}) for {len(specs)} rewards "
+                    f"(reward_funcs {list(specs)}, from {funcs_from}): give one weight per reward next to "
+                    f"reward_funcs, e.g. --reward_weights {example}")

@@ -143,23 +143,27 @@ def test_killed_in_stage2_then_resumed(pipeline_yaml, capsys):
     assert f"curves: {stage2 / 'report' / 'curves.png'}" in text
 
 
-def test_failed_stage_shows_its_log(tmp_path, tiny_model, capsys):
-    """A stage that exits non-zero: the console shows its log's last lines and path; status says failed."""
+def test_failed_stage_shows_its_log(tmp_path, tiny_model, pipeline_yaml, capsys):
+    """A stage that exits non-zero: the console shows its log's last lines and path; status says failed. (A reward
+    that raises at its first call: what the pipeline's checks before stage 1 cannot see.)"""
     from hs_rl.pipeline import PipelineArguments, run_pipeline
 
+    (tmp_path / "boom.py").write_text("def boom(completions, **kwargs):\n    raise RuntimeError('boom at run time')\n")
     spec = {"output_dir": str(tmp_path / "run"), "model_name_or_path": str(tiny_model["full"]), "stages": [
         {"name": "stage1_video", "config": str(REPO / "stages" / "tiny" / "stage1_video.yaml"),
-         "dataset": str(tmp_path / "missing.jsonl")},
+         "dataset": str(pipeline_yaml.parent / "video.jsonl"),
+         "options": {"max_steps": 1, "report_to": "none", "reward_funcs": ["format", "accuracy",
+                                                                          f"{tmp_path / 'boom.py'}:boom"]}},
         {"name": "stage2_audio", "config": str(REPO / "stages" / "tiny" / "stage2_audio.yaml")}]}
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec))
-    assert run_pipeline(PipelineArguments(pipeline=str(tmp_path / "pipeline.yaml"))) == 1
+    assert run_pipeline(PipelineArguments(pipeline=str(tmp_path / "pipeline.yaml"), only="stage1_video")) == 1
     out = capsys.readouterr().out
     log = tmp_path / "run" / "stage1_video" / "train.log"
     assert f"[stage1_video] failed (exit 1); last lines of {log}:" in out
-    assert "missing.jsonl' does not exist" in out and f"full log: {log}" in out
+    assert "boom at run time" in out and f"full log: {log}" in out
     code, text = status_text(capsys, tmp_path / "run")
     assert stage_line(text, "stage1_video").split()[1] == "failed", text
-    assert "failed: exit 1" in text and "does not exist" in text and f"log: {log}" in text
+    assert "failed: exit 1" in text and "boom at run time" in text and f"log: {log}" in text
     assert stage_line(text, "stage2_audio").split()[1:] == ["not", "started"]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from hs_rl.cli import build_parser, check_config_keys, parse_command, read_config
+from hs_rl.errors import UserError
 from hs_rl.pipeline import PipelineArguments, run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,9 +44,10 @@ def test_pipeline_layers_sit_between_stage_and_command_line(tmp_path, capsys):
         "stages": [{"name": "one", "config": str(stage), "dataset": "p.jsonl",
                     "options": {"beta": 0.3, "max_steps": 5, "dataset": "o.jsonl", "reward_funcs": ["mine.py:shout"],
                                 "reward_kwargs": {"think_length": {"max_words": 8}}}}]}))
-    run_pipeline(PipelineArguments(pipeline=str(tmp_path / "pipeline.yaml"), dry_run=True,
-                                   override=["max_steps=6", "one.max_steps=9"]))
-    words = shlex.split(capsys.readouterr().out.split("] ", 1)[1])
+    with pytest.raises(UserError, match="model path 'm' is not a local folder"):  # checked, not run: 'm' is no model
+        run_pipeline(PipelineArguments(pipeline=str(tmp_path / "pipeline.yaml"), dry_run=True,
+                                       override=["max_steps=6", "one.max_steps=9"]))
+    words = shlex.split(capsys.readouterr().out.splitlines()[0].split("] ", 1)[1])
     data, config, model = parse_command("train", words[words.index("hs_rl.train") + 1:])
     assert config.learning_rate == 1.0e-5 and config.beta == 0.3  # base; the stage's options over the stage YAML
     assert data.dataset == "p.jsonl" and model.model_name_or_path == "m"  # the stage entry's dataset, the input
@@ -58,15 +60,21 @@ def test_base_errors_name_the_file(tmp_path):
     loop = tmp_path / "a.yaml"
     loop.write_text("base: b.yaml\n")
     (tmp_path / "b.yaml").write_text("base: a.yaml\n")
-    with pytest.raises(SystemExit, match="loops back"):
+    with pytest.raises(UserError, match="loops back"):
         read_config(loop)
     (tmp_path / "c.yaml").write_text("base: missing.yaml\n")
-    with pytest.raises(SystemExit, match="missing.yaml"):
-        read_config(tmp_path / "c.yaml")
-    (tmp_path / "typo.yaml").write_text("learning_rte: 1.0\n")
-    (tmp_path / "d.yaml").write_text("base: typo.yaml\nbeta: 0.1\n")
-    with pytest.raises(SystemExit, match="learning_rate"):
+    (tmp_path / "e.yaml").write_text("base: c.yaml\n")
+    with pytest.raises(UserError, match=r"c\.yaml: `base: missing.yaml` names .*missing\.yaml, which does not exist"):
+        read_config(tmp_path / "e.yaml")  # the YAML that names the missing base is named, not only the missing file
+    (tmp_path / "typo.yaml").write_text("learning_rte: 1.0\nnum_generation: 2\n")
+    (tmp_path / "d.yaml").write_text("base: typo.yaml\nbeta: 0.1\ntemprature: 1.0\n")
+    with pytest.raises(UserError) as error:
         check_config_keys(build_parser("train"), str(tmp_path / "d.yaml"))
+    # every unknown key at once, each with the file that holds it and the closest key
+    assert error.value.problems == [
+        f"{tmp_path / 'typo.yaml'}: unknown key 'learning_rte'; did you mean 'learning_rate'?",
+        f"{tmp_path / 'typo.yaml'}: unknown key 'num_generation'; did you mean 'num_generations'?",
+        f"{tmp_path / 'd.yaml'}: unknown key 'temprature'; did you mean 'temperature'?"]
 
 
 @pytest.mark.parametrize("folder", ["stages", "stages/tiny"])
@@ -76,7 +84,8 @@ def test_repository_stages_share_one_base(folder):
     for name in ("stage1_video", "stage2_audio", "stage3_video_audio"):
         stage = check_config_keys(parser, str(REPO / folder / f"{name}.yaml"))
         assert {k: v for k, v in stage.items() if k in base} == base
-        assert set(stage) - set(base) == {"dataset", "output_dir"} and name in stage["dataset"]
+        assert set(stage) - set(base) == {"dataset", "output_dir", "expect_modalities"} and name in stage["dataset"]
+        assert stage["expect_modalities"] == [name.split("_", 1)[1]]  # what the stage's name says it trains
 
 
 @pytest.mark.parametrize("line, message", [("over_long_prompts: skp", "did you mean 'skip'"),

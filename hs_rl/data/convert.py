@@ -237,6 +237,22 @@ class ConvertArguments:
         "help": "Folder that relative media paths are resolved against (default: the input file's folder)."})
     relative_paths: bool = field(default=False, metadata={
         "help": "Keep media paths as the input gives them instead of writing absolute paths."})
+    allow_missing_media: bool = field(default=False, metadata={
+        "help": "Write the records even when media they name do not exist (by default that is refused: a wrong "
+                "--media_root would otherwise write every record pointing nowhere)."})
+
+
+def missing_media(records: list[Record], root: Path) -> list[tuple[Record, str]]:
+    """(record, path) for each media file a record names that does not exist; relative paths are looked up under
+    `root` (where convert resolved them)."""
+    missing, seen = [], {}
+    for record in records:
+        for media in record.media_paths():
+            if media not in seen:
+                seen[media] = (Path(media) if os.path.isabs(media) else root / media).is_file()
+            if not seen[media]:
+                missing.append((record, media))
+    return missing
 
 
 def run_convert(args: ConvertArguments) -> int:
@@ -250,6 +266,19 @@ def run_convert(args: ConvertArguments) -> int:
     except (ConvertError, OSError) as err:
         print(f"hs-rl convert: {err}")
         return 1
+    root = Path(args.media_root) if args.media_root else Path(args.input).resolve().parent
+    missing = missing_media(records, root)
+    if missing:
+        files = len({media for _, media in missing})
+        record, media = missing[0]
+        where = f"--media_root {args.media_root}" if args.media_root else f"{root} (the input's folder)"
+        line = (f"hs-rl convert: {len({r.id for r, _ in missing})} of {len(records)} records name media that do not "
+                f"exist under {where}: {files} file(s), e.g. {media} (record {record.id})")
+        if not args.allow_missing_media:
+            print(f"{line}; nothing written. Pass as --media_root the folder the JSON's video_path values are "
+                  f"relative to (--allow_missing_media true writes them anyway)")
+            return 1
+        print(f"WARNING {line}; written anyway (--allow_missing_media): training refuses them until they exist")
     write_records(records, args.output)
     counts: dict[str, int] = {}
     for record in records:

@@ -43,7 +43,10 @@ def processor_inputs(record: Record, processor, data_args: DataArguments,
     if has_video(record.modality):
         clip = load_video(record.video, video_sampling_for(processor, data_args))
         kwargs["videos"] = [clip.frames]
-        kwargs["videos_kwargs"] = {"fps": clip.sample_fps, "do_resize": False, "do_sample_frames": False}
+        # frames arrive sampled and resized (qwen-omni-utils' rules): the processor's per-frame pixel cap, which only
+        # acts inside its resize, cannot apply; saying so spares every process transformers' warning about it
+        kwargs["videos_kwargs"] = {"fps": clip.sample_fps, "do_resize": False, "do_sample_frames": False,
+                                   "cap_pixels_per_frame": False}
         if record.modality == "video_audio":
             kwargs["audio"] = [load_audio(record.video)]  # MediaError names the file if it has no track
             kwargs["load_audio_from_video"] = True

@@ -100,7 +100,9 @@ class EvalArguments(VideoArguments):
     video_max_frames: int = field(default=EVAL_MAX_FRAMES, metadata={"help": "Most frames per clip."})
     video_max_pixels: int = field(default=EVAL_MAX_PIXELS, metadata={"help": "Most pixels per frame."})
     limit: int | None = field(default=None, metadata={"help": "Evaluate only the first N questions (smoke tests)."})
-    label: str | None = field(default=None, metadata={"help": "Model name stored in results (default: folder)."})
+    label: str | None = field(default=None, metadata={
+        "help": "Model name stored in results, the column `hs-rl score` labels them with (default: the model's folder; "
+                "for OUTPUT_DIR/final the stage's folder)."})
     num_workers: int = field(default=2, metadata={"help": "Threads decoding media ahead of generation."})
 
     def __post_init__(self):
@@ -278,6 +280,8 @@ def _model_label(args: EvalArguments) -> str:
     if args.label:
         return args.label
     folder = Path(args.model).resolve()
+    if folder.name == "final":  # a stage's exported model: the stage's folder names it (stage1_video, not final)
+        return folder.parent.name
     return f"{folder.parent.name}-{folder.name}" if folder.name.startswith("checkpoint-") else folder.name
 
 

@@ -405,7 +405,7 @@ def _labels(args: ScoreArguments) -> tuple[list[str | None], list[str]]:
     if args.labels and len(args.labels) != n:
         raise ValueError(f"--labels takes one label per result file ({n}), got {len(args.labels)}")
     labels = list(args.labels) if args.labels else [
-        (k if len(set(models)) == n and k else Path(p).stem) for k, p in zip(keys, args.results)]
+        (k if len(set(models)) == n and k else _default_label(p)) for k, p in zip(keys, args.results)]
     unique: list[str] = []
     for label in labels:
         name, i = label, 2
@@ -413,6 +413,18 @@ def _labels(args: ScoreArguments) -> tuple[list[str | None], list[str]]:
             name, i = f"{label} ({i})", i + 1
         unique.append(name)
     return keys, unique
+
+
+def _default_label(path: str | Path) -> str:
+    """A column's label without --labels: the model name our results lines store (`hs-rl eval --label`, the stage's
+    name under the pipeline), else the file's name without its suffix."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            first = json.loads(handle.readline() or "null")
+    except (OSError, ValueError):
+        first = None
+    label = first.get("model") if isinstance(first, dict) and "questions" not in first else None
+    return label if isinstance(label, str) and label else Path(path).stem
 
 
 def score_files(args: ScoreArguments) -> dict[str, Any]:
@@ -446,9 +458,11 @@ def run_score(args: ScoreArguments) -> int:
     for label, scores in models.items():
         avg = scores["paper_avg"]
         overall = scores["all"]["accuracy"]
+        covered = len(scores.get("paper_avg_tasks") or [])
+        of = covered + len(scores.get("paper_avg_missing") or [])
         print(f"{label or args.results[0]}: all {overall if overall is None else round(overall, 4)} "
               f"({scores['all']['total']} questions), paper avg "
-              f"{'–' if avg is None or math.isnan(avg) else round(avg, 4)} "
+              f"{'–' if avg is None or math.isnan(avg) else round(avg, 4)} ({covered} of {of} tasks) "
               f"[{describe_setting(scores.get('setting'))}]")
         if scores.get("paper_mismatch"):
             print(f"  not comparable with the paper's Table 1: {'; '.join(scores['paper_mismatch'])}")

@@ -35,6 +35,18 @@ class DataArguments(VideoArguments):
         default=None, metadata={"help": "Longest prompt in tokens, media included; never cut through media."})
     over_long_prompts: Literal["error", "skip"] = field(
         default="error", metadata={"help": "error | skip (replaced, counted, warned)."})
+    expect_modalities: list[str] | None = field(default=None, metadata={
+        "help": "The record modalities this stage trains (video, audio, video_audio); records of any other are "
+                "warned about at start. Default: what the stage's name says (stage1_video: video), if it names one."})
+    modality_mismatch: Literal["warn", "error"] = field(default="warn", metadata={
+        "help": "warn | error: what records of a modality expect_modalities (or the stage's name) leaves out do."})
+    replay: dict | str | None = field(default=None, metadata={
+        "help": "Earlier stages' records mixed into this stage's, {SOURCE: FRACTION}: round(FRACTION x this stage's "
+                "record count) records of each SOURCE (a records JSONL; in a pipeline YAML an earlier stage's name), "
+                "drawn from the run's seed, validated like the stage's own (hs_rl.data.replay)."})
+    probe_datasets: dict | str | None = field(default=None, metadata={
+        "help": "Small held-out sets measured while the stage trains, {NAME: FILE.jsonl}: TRL's evaluation on each "
+                "(eval_strategy: steps, eval_steps: N), logged as eval_NAME_rewards/..., drawn in curves.png."})
 
     def __post_init__(self):
         check_choices(self)
@@ -77,7 +89,9 @@ class OmniGRPOConfig(GRPOConfig):
         default=False, metadata={"help": "A fresh run into an output_dir holding complete checkpoints of an earlier "
                                          "run deletes them (otherwise it is refused, naming them)."})
     run_all_towers: bool | None = field(
-        default=None, metadata={"help": "Run both encoders in every forward (needed by ZeRO-3; auto by default)."})
+        default=None, metadata={"help": "Run both encoders in every forward, a dummy where no row needs one. Auto: on "
+                                        "with several processes under ZeRO-3/FSDP or with a trained encoder (every "
+                                        "process must run the same modules); false is refused there."})
     reference_shares_frozen: bool = field(
         default=True, metadata={"help": "beta > 0: the reference model uses the policy's own tensors for every "
                                         "parameter the policy keeps frozen (the towers; the experts with "

@@ -182,3 +182,39 @@ def test_cli_parses_convert(sample_data, tmp_path):
     out = tmp_path / "cli.jsonl"
     code = main(["convert", str(sample_data["train_json"]), str(out), "--media_root", str(sample_data["media_root"])])
     assert code == 0 and len(load_records(out)) == 50
+
+
+def test_a_wrong_media_root_is_refused_naming_how_many_and_one(sample_data, tmp_path, capsys):
+    """A --media_root the JSON's paths are not relative to used to write every record pointing nowhere, silently."""
+    out = tmp_path / "all.jsonl"
+    wrong = tmp_path / "elsewhere"
+    args = ConvertArguments(input=str(sample_data["train_json"]), output=str(out), media_root=str(wrong))
+    assert run_convert(args) == 1
+    line = capsys.readouterr().out.strip()
+    first = convert_file(sample_data["train_json"], media_root=wrong)[0]
+    assert line.startswith(f"hs-rl convert: 50 of 50 records name media that do not exist under --media_root {wrong}: "
+                           f"23 file(s), e.g. {first.media_paths()[0]} (record {first.id}); nothing written")
+    assert "--allow_missing_media true" in line and not out.exists()
+    args.allow_missing_media = True  # written on request, still named
+    assert run_convert(args) == 0
+    assert capsys.readouterr().out.startswith("WARNING hs-rl convert: 50 of 50 records") and out.is_file()
+
+
+def test_validate_data_hint_fits_absolute_paths(sample_data, tmp_path, capsys):
+    """Records holding absolute paths (what convert writes): --media_root cannot help them, the hint says so."""
+    from hs_rl.data.validation import ValidateArguments, run_validate
+
+    out = tmp_path / "all.jsonl"
+    run_convert(ConvertArguments(input=str(sample_data["train_json"]), output=str(out),
+                                 media_root=str(tmp_path / "elsewhere"), allow_missing_media=True))
+    capsys.readouterr()
+    assert run_validate(ValidateArguments(path=str(out), no_cache=True)) == 1
+    hint = capsys.readouterr().out.splitlines()[-1]
+    assert hint.startswith("hint: the records name absolute paths") and "convert the HumanSense JSON again" in hint
+    relative = tmp_path / "relative.jsonl"
+    write_records([r for r in load_records(out)][:1], relative)
+    record = load_records(relative)[0]
+    record.video, record.audio = ("clips/a.mp4", None) if record.video else (None, "clips/a.wav")
+    write_records([record], relative)
+    assert run_validate(ValidateArguments(path=str(relative), no_cache=True)) == 1
+    assert "pass --media_root" in capsys.readouterr().out.splitlines()[-1]

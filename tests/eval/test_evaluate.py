@@ -191,3 +191,14 @@ def test_bad_media_gives_an_error_line_and_the_run_continues(tiny_model, sample_
     assert all(r["prediction"] for r in rows if "error" not in r)
     items = {it.id: it for it in load_results(out)[0]}
     assert all(items[r["id"]].score == 0 for r in errors)
+
+
+def test_a_stage_final_model_is_labelled_by_its_stage(tmp_path):
+    """`--model run/stage1_video/final` without --label stores `stage1_video`, not `final` for every stage."""
+    from types import SimpleNamespace
+
+    from hs_rl.eval.evaluate import _model_label
+
+    assert _model_label(SimpleNamespace(label=None, model=str(tmp_path / "stage1_video" / "final"))) == "stage1_video"
+    assert _model_label(SimpleNamespace(label=None, model=str(tmp_path / "run" / "checkpoint-4"))) == "run-checkpoint-4"
+    assert _model_label(SimpleNamespace(label="mine", model=str(tmp_path / "x" / "final"))) == "mine"

@@ -224,3 +224,18 @@ def test_tags_and_option_text_where_first_character_fails(tmp_path):
     assert ours["tasks"]["Emo_Strategy"]["correct"] == 2  # the tagged and the "B. sad" answers
     assert released["Emo_Strategy"] == pytest.approx(2 / 3)  # the tag missed, "Both" counted
     assert ours["tasks"]["Human_Counting"]["accuracy"] == 1.0 and released["Human_Counting"] == 0.0
+
+
+def test_columns_are_named_by_the_model_the_results_hold_and_the_paper_avg_says_its_coverage(tmp_path, capsys):
+    """Each pipeline stage's eval file used to be results.jsonl, so the columns read `results`, `results (2)`."""
+    paths = []
+    for stage in ("stage1_video", "stage2_audio"):
+        (tmp_path / stage / "eval").mkdir(parents=True)
+        paths.append(write_jsonl(tmp_path / stage / "eval" / "results.jsonl", [{**r, "model": stage} for r in ROWS]))
+    assert main(["score", *map(str, paths), "--out", str(tmp_path / "report")]) == 0
+    out = capsys.readouterr().out
+    scores = json.loads((tmp_path / "report" / "scores.json").read_text())
+    assert list(scores["models"]) == ["stage1_video", "stage2_audio"]
+    covered = len(scores["models"]["stage1_video"]["paper_avg_tasks"])
+    assert 0 < covered < 13
+    assert f"paper avg {round(scores['models']['stage1_video']['paper_avg'], 4)} ({covered} of 13 tasks)" in out
