@@ -44,6 +44,7 @@ from hs_rl.errors import ERROR_FILE_ENV, UserError
 from hs_rl.grpo.export import FINAL_DIR, is_exported
 from hs_rl.progress import StageConsole, write_json_atomic
 from hs_rl.rewards.registry import specs_relative_to
+from hs_rl.stage_log import tail as log_tail
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +53,6 @@ FAILED = "STAGE_FAILED.json"  # the stage's last run under the pipeline exited n
 PIPELINE_RECORD = "pipeline.json"  # OUTPUT_DIR/pipeline.json: the stage names in order, for `hs-rl status`
 LOG = "train.log"
 USER_ERROR = "user_error.txt"  # a stage's UserError, written by the stage itself (hs_rl.errors.ERROR_FILE_ENV)
-TAIL_LINES = 20  # log lines shown on the console when a stage fails
 
 
 @dataclass
@@ -327,18 +327,6 @@ def run_stage_eval(stage: StageSpec, stage_dir: Path, root: Path, evaluated: lis
 
     run_score(ScoreArguments(results=[str(p) for _, p in evaluated], out=str(root / "report"),
                              labels=[name for name, _ in evaluated]))
-
-
-def log_tail(path: Path, lines: int = TAIL_LINES) -> list[str]:
-    """The last lines of a log (read from its end, so a huge log costs nothing)."""
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(0, os.SEEK_END)
-            handle.seek(max(0, handle.tell() - 64 * 1024))
-            text = handle.read().decode("utf-8", errors="replace")
-    except OSError:
-        return []
-    return text.splitlines()[-lines:]
 
 
 def run_stage_process(name: str, command: list[str], stage_dir: Path, interval: float) -> int:

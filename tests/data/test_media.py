@@ -4,7 +4,6 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-import av
 import numpy as np
 import pytest
 import soundfile
@@ -24,7 +23,7 @@ from hs_rl.data.media import (
     smart_resize,
 )
 from hs_rl.tools.sample_data import clip_fps, clip_seconds, clip_tone_hz, wav_tone_hz
-from tests.data.broken_media import audio_track_cut, cut_wav, sliver_video, tone_wav
+from tests.data.broken_media import audio_track_cut, cut_wav, faststart_copy, sliver_video, tone_wav
 
 
 def _clip(sample_data, index: int) -> Path:
@@ -147,14 +146,7 @@ def test_truncated_mp4_raises(sample_data, tmp_path):
 def test_truncated_faststart_mp4_raises(sample_data, tmp_path):
     """With the index at the front a truncated file still opens: decoding must notice missing frames."""
     faststart = tmp_path / "faststart.mp4"
-    with av.open(str(sample_data["video_without_audio"])) as src, \
-            av.open(str(faststart), "w", format="mp4", options={"movflags": "faststart"}) as dst:
-        streams = {s.index: dst.add_stream_from_template(s) for s in src.streams}
-        for packet in src.demux():
-            if packet.dts is None:
-                continue
-            packet.stream = streams[packet.stream.index]
-            dst.mux(packet)
+    faststart_copy(sample_data["video_without_audio"], faststart)
     assert probe_video(faststart).num_frames == 15
     data = faststart.read_bytes()
     broken = tmp_path / "cut.mp4"
