@@ -6,12 +6,17 @@ installed under this name) scores completions; `hs_rl.tools` builds offline fixt
 `pipeline` and `cli` are the entry points. The public names below import lazily so `hs-rl --help` stays fast.
 """
 
+import os
 import sys
 from importlib.machinery import PathFinder
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
+
+# Every path hs-rl loads is local: never reach a hub at run time. Set here, before any entry point (hs_rl.cli,
+# hs_rl.train) imports transformers or TRL, because huggingface_hub reads it once, when it is first imported.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 _PUBLIC = {
     "OmniGRPOTrainer": "hs_rl.grpo.trainer",

@@ -14,8 +14,8 @@ A stage is, in this order of precedence:
 - running (or exporting, once the last step is done): its progress record's writer is alive — on the writer's
   host its pid exists and its heartbeat is fresh; elsewhere its heartbeat is fresh (hs_rl.progress.is_alive);
 - starting: a newer attempt is writing `train.log` but has not reached its first step yet;
-- interrupted: there is a record, a checkpoint or a log, but nothing alive writes it (killed, node lost);
-  the same command resumes from the newest complete checkpoint;
+- interrupted: the run recorded that Ctrl-C stopped it, or there is a record, a checkpoint or a log but nothing
+  alive writes it (killed, node lost); the same command resumes from the newest complete checkpoint;
 - not started: nothing of it on disk.
 """
 from __future__ import annotations
@@ -101,7 +101,9 @@ def stage_status(name: str, folder: Path, stale_after: float | None = None, now:
     record = read_progress(folder)
     failed = _read_json(folder / FAILED)
     exported = is_exported(folder / FINAL_DIR)
-    alive = record is not None and is_alive(record, stale_after, now)
+    # a run stopped by Ctrl-C said so itself (hs_rl.grpo.progress_recorder): no need to wait for its heartbeat to age
+    stopped = record is not None and record.get("state") == "interrupted"
+    alive = record is not None and not stopped and is_alive(record, stale_after, now)
     log = folder / LOG
     log_mtime = log.stat().st_mtime if log.is_file() else None
     if record is None and folder.is_dir():
@@ -146,8 +148,19 @@ def _explain(status: StageStatus, failed: dict[str, Any] | None, exported: bool,
             last_step = (f"; last step {format_duration(now - float(record['step_at']))} ago"
                          if record.get("step_at") else "")
             details.append(f"{who}; last heartbeat {age} ago{last_step}")
+        elif status.state == "interrupted" and record.get("state") == "interrupted":
+            details.append(f"stopped: {record.get('error') or 'interrupted'} ({who}; {age} ago)")
         elif status.state == "interrupted":
             details.append(f"stopped: no live writer ({who}; last heartbeat {age} ago)")
+    if record and record.get("replay"):  # hs_rl.data.replay: what the stage mixed into its own records
+        parts = [f"{d['records']} from {d['source']}" for d in record["replay"] if isinstance(d, dict)]
+        details.append(f"replay: {', '.join(parts)} (+ {record.get('records', '?')} own records)")
+    if record and record.get("probe_metrics"):  # hs_rl.data.probes: the newest evaluation of each probe
+        from hs_rl.data.probes import probe_series
+
+        series = probe_series([{**record["probe_metrics"], "step": record.get("probe_step") or 0}])
+        shown = ", ".join(f"{name} {points[-1][1]:.2f}" for name, points in series.items())
+        details.append(f"probes (accuracy, step {record.get('probe_step')}): {shown}")
     newest = newest_complete_checkpoint(folder)
     details.append(f"newest complete checkpoint: {newest if newest else 'none yet'}")
     if status.state in ("interrupted", "failed"):

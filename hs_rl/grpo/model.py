@@ -8,6 +8,7 @@ and a thinker-only folder. Nothing is fetched from a hub.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
@@ -85,6 +86,26 @@ def freeze_experts(thinker, frozen: bool = True) -> int:
         parameter.requires_grad_(not frozen)
         count += 1
     return count
+
+
+def lora_target_modules(thinker, names: Iterable[str] | None, language_model_only: bool) -> list[str]:
+    """LoRA's `target_modules`: the leaf module names `names` (None: the family's defaults, `Family.lora_targets`),
+    as the full names of the language model's modules when `language_model_only` (the towers' own q_proj, k_proj,
+    … stay untouched), else as given (matched everywhere).
+
+    Full names, not a regex: for an MoE thinker (Qwen3-Omni) peft 0.21 resolves a regex into the bare leaf names
+    it matches (its transformers-5 weight conversion), which then match the towers' projections as well. A name
+    no LM module has (an MoE's expert parameters) is left to peft as given.
+    """
+    family = family_of(thinker)
+    wanted = list(family.lora_targets if names is None else names)
+    if not language_model_only:
+        return wanted
+    language_model = family.language_model(thinker)
+    prefix = next(name for name, module in thinker.named_modules() if module is language_model)
+    found = [f"{prefix}.{name}" for name, _ in language_model.named_modules() if name.rpartition(".")[2] in wanted]
+    matched = {name.rpartition(".")[2] for name in found}
+    return found + [name for name in wanted if name not in matched]
 
 
 def share_frozen_parameters(policy: torch.nn.Module, reference: torch.nn.Module) -> list[str]:

@@ -3,7 +3,8 @@
 Only the world's process zero writes. It rewrites the record at every optimizer step and logging event, and a
 daemon thread refreshes its `updated` time every `heartbeat_s` seconds while the process lives, so a reader can
 tell a slow step from a dead process. An exception that ends the process during training is recorded as
-`state: failed` with its message (atexit); a kill -9 leaves the record as it was, its heartbeat ageing.
+`state: failed` with its message (atexit), Ctrl-C as `state: interrupted` (the same command resumes); a kill -9
+leaves the record as it was, its heartbeat ageing.
 """
 from __future__ import annotations
 
@@ -33,6 +34,8 @@ class ProgressRecorder(TrainerCallback):
         self._thread: threading.Thread | None = None
         self._step_times: list[float] = []
         self._last_step_at: float | None = None
+        # what the run was set up with beyond the Trainer's state (hs_rl.train: replay draws, probe sizes)
+        self.info: dict[str, Any] = {}
 
     # ---- writing ----------------------------------------------------------------------------------------
     def _write(self, **changes: Any) -> None:
@@ -49,9 +52,12 @@ class ProgressRecorder(TrainerCallback):
             self._write()
 
     def _at_exit(self) -> None:
-        """The process ends while training: say so, with the error when there was one."""
+        """The process ends while training: say so, with the error when there was one (Ctrl-C: interrupted)."""
         error = getattr(sys, "last_exc", None) or getattr(sys, "last_value", None)
         self._stop.set()
+        if isinstance(error, KeyboardInterrupt):
+            self._write(state="interrupted", error="interrupted (Ctrl-C)")
+            return
         self._write(state="failed", error=f"{type(error).__name__}: {error}" if error is not None else
                     "the process exited before the last step")
 
@@ -65,7 +71,7 @@ class ProgressRecorder(TrainerCallback):
             "stage": self.path.parent.name, "state": "training", "host": socket.gethostname(), "pid": os.getpid(),
             "started": now, "heartbeat_s": self.heartbeat_s, "step": int(state.global_step),
             "max_steps": int(state.max_steps), "start_step": int(state.global_step), "step_time_s": None,
-            "step_at": None, "metrics": {}, "metrics_step": None, "error": None,
+            "step_at": None, "metrics": {}, "metrics_step": None, "error": None, **self.info,
         }
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._write()
@@ -88,7 +94,21 @@ class ProgressRecorder(TrainerCallback):
         if not state.is_world_process_zero or not self.record or not logs or "train_runtime" in logs:
             return
         metrics = {k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+        if any(k.startswith("eval_") for k in metrics):  # a probe's evaluation: kept beside the training metrics
+            probes = {**self.record.get("probe_metrics", {}), **{k: v for k, v in metrics.items()
+                                                                  if k.startswith("eval_")}}
+            self._write(probe_metrics=probes, probe_step=int(state.global_step))
+            return
         self._write(metrics=metrics, metrics_step=int(state.global_step))
+
+    def end(self, state: str, error: str) -> None:
+        """The run ends outside the Trainer's loop (hs_rl.train.run_train: Ctrl-C is `interrupted`, a full disk
+        `failed`): record it so, instead of the exception atexit would find."""
+        if not self.record:
+            return
+        self._stop.set()
+        atexit.unregister(self._at_exit)
+        self._write(state=state, error=error)
 
     def on_train_end(self, args, state, control, **kwargs):
         if not state.is_world_process_zero or not self.record:

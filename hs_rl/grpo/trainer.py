@@ -56,6 +56,7 @@ from trl.models import unwrap_model_for_generation
 from trl.trainer import grpo_trainer as _trl_grpo
 
 from hs_rl.data.dataset import FirstUseSampler, prompt_count
+from hs_rl.errors import UserError
 from hs_rl.grpo.checkpoints import (
     continue_schedule,
     disk_full_reported,
@@ -172,9 +173,9 @@ class OmniGRPOTrainer(GRPOTrainer):
         if why is None:
             return bool(asked)
         if asked is False:
-            raise ValueError(f"run_all_towers: false with {self.accelerator.num_processes} processes: {why}, so a "
-                             "process whose batch lacks a modality must still run its tower, or the processes "
-                             "stop in step; drop run_all_towers: false")
+            raise UserError(f"run_all_towers: false with {self.accelerator.num_processes} processes: {why}, so a "
+                            "process whose batch lacks a modality must still run its tower, or the processes "
+                            "fall out of step; drop run_all_towers: false")
         logger.info("run_all_towers: both towers run in every forward on every process (%s)", why)
         return True
 

@@ -60,3 +60,27 @@ def test_lora_stage_exports_merged_model_resumes_and_reruns(tiny_model, sample_d
     assert json.loads((resumed / "final" / "hs_rl_export.json").read_text())["kind"] == "full"
     assert load_file(resumed / "final_adapter" / "adapter_model.safetensors").keys() == \
         load_file(reference / "final_adapter" / "adapter_model.safetensors").keys()
+
+
+def test_default_targets_train_on_each_family(omni_model, sample_data, tmp_path):
+    """`use_peft` with TRL's defaults (lora_dropout 0.05) and no targets: each family's LoRA targets
+    (Family.lora_targets: Qwen2.5-Omni every attention and MLP projection, Qwen3-Omni the attention projections,
+    not the fused MoE experts) get adapters in the language model only, and a real step moves every one."""
+    from hs_rl.grpo.families import family_of_dir
+    from hs_rl.train import build_trainer
+    from tests.grpo.trainer_helpers import sample_records, stage_args
+
+    records = [r for r in sample_records(sample_data) if r.modality == "video"][:2]
+    trainer = build_trainer(*stage_args(omni_model["full"], records, tmp_path, use_peft=True, lora_r=4))
+    assert trainer.model.peft_config["default"].lora_dropout == 0.05
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
+    adapted = {n.split(".lora_B")[0] for n in before if ".lora_B." in n}
+    targets = family_of_dir(omni_model["full"]).lora_targets
+    expected = {n for n, _ in trainer.model.named_modules() if ".language_model." in n
+                and n.rpartition(".")[2] in targets and not any(x in n for x in (".lora_", ".base_layer"))}
+    assert adapted == expected and expected, sorted(adapted ^ expected)[:5]
+    assert all("lora_" in n for n in before), [n for n in before if "lora_" not in n][:5]
+    trainer.train()
+    moved = {n.split(".lora_B")[0] for n, p in trainer.model.named_parameters()
+             if ".lora_B." in n and not torch.equal(p, before[n])}
+    assert moved == adapted, sorted(adapted - moved)[:5]

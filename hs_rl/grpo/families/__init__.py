@@ -4,7 +4,7 @@ Everything the trainer, generation, export and the tiny-model builder need to kn
 module per family (`qwen2_5_omni.py`, `qwen3_omni.py`), as a `Family` subclass:
 
 - its thinker and full-model classes and `model_type`s (so the family is read from `config.json`, never the path);
-- which encoder towers exist, and which parameters are MoE experts;
+- which encoder towers exist, which parameters are MoE experts, and LoRA's default target projections;
 - how the towers turn media into LM inputs: pooled features for the placeholders, their lengths, and any extra
   keyword arguments the LM forward takes (Qwen3-Omni's DeepStack visual features);
 - the export layout (the non-thinker parts a full folder carries: talker + token2wav, or talker + code2wav);
@@ -31,6 +31,9 @@ class Family:
     full_class_name: str = ""
     side_files: tuple[str, ...] = ()  # non-weight files a full checkpoint needs beside config.json (spk_dict.pt)
     has_experts: bool = False
+    # LoRA's default targets (`use_peft` without `lora_target_modules`), leaf names of the LM's nn.Linear
+    # projections: for a dense LM every attention and MLP projection
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
     # ---- classes -------------------------------------------------------------------------------------------
     @property
@@ -53,6 +56,10 @@ class Family:
     def expert_parameters(self, thinker) -> Iterable[torch.nn.Parameter]:
         """The language model's MoE expert weights (none for a dense LM)."""
         return iter(())
+
+    def language_model(self, thinker) -> torch.nn.Module:
+        """The thinker's language model (its decoder layers), without the towers."""
+        return thinker.model.language_model
 
     # ---- media → LM inputs ---------------------------------------------------------------------------------
     def encode_video(self, thinker, pixels: torch.Tensor, grids: torch.Tensor

@@ -8,7 +8,7 @@ What differs from Qwen2.5-Omni, and how hs-rl honours it:
   old/reference log-probs, the loss — applies them exactly as the model's own forward does.
 - Rope positions are fractional (float) for videos (`position_id_per_seconds`); hs-rl keeps their dtype.
 - The LM is a sparse MoE: router logits give TRL's load-balancing auxiliary loss (`router_aux_loss_coef`), and
-  the experts can be frozen (`freeze_experts`).
+  the experts can be frozen (`freeze_experts`). LoRA adapts its attention projections by default (`lora_targets`).
 - Audio tokens per clip follow the windowed encoder (`n_window`), not Whisper's halving.
 - A full checkpoint carries `talker.` (with its code predictor) and `code2wav.`; speakers live in the config.
 """
@@ -43,6 +43,11 @@ class Qwen3Omni(Family):
     corpus_words = ("system", "user", "assistant")  # the talker finds turns by these role tokens
     chat_template_resource = "resources/chat_template_qwen3_omni.jinja"
     speaker = "Ethan"
+    # LoRA's default targets: the attention projections. Every LM layer's MLP is a sparse MoE (no shared expert)
+    # whose experts are fused 3-D parameters, not nn.Linear modules; peft maps the names gate_proj/up_proj/down_proj
+    # onto them as `target_parameters` (one adapter per expert), which refuse lora_dropout != 0 (TRL's default is
+    # 0.05). The router stays as it is too.
+    lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj")
 
     def expert_parameters(self, thinker) -> Iterable[torch.nn.Parameter]:
         for layer in thinker.model.language_model.layers:
