@@ -100,7 +100,8 @@ def test_deepspeed_cpu_two_processes(stage, family, ds_data, tmp_path, request):
     assert kl and kl[0] == "0", kl  # step 1: the reference (shared towers or not) equals the policy it starts from
     if family == "qwen2_5_omni":
         assert log.count("'shared_prefix/packed': '1'") == 2  # both steps ran packed
-        _FINALS[stage] = final
+        # a copy: the resume below trains a third step and exports into final/ again
+        _FINALS[stage] = shutil.copytree(final, tmp_path / "final_step2")
     else:  # Qwen3-Omni: packed groups refused (DeepStack), per-row forward
         assert "'shared_prefix/packed': '1'" not in log and "DeepStack" in log
     trained, info = _thinker(final)

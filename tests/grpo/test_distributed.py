@@ -114,6 +114,7 @@ def test_which_towers_run_is_the_same_on_every_rank(tiny_model):
     The processes themselves: tests/grpo/test_deepspeed_cpu.py::test_ranks_stay_in_lockstep."""
     from types import SimpleNamespace
 
+    from hs_rl.errors import UserError
     from hs_rl.grpo.model import freeze_encoders, load_thinker
     from hs_rl.grpo.trainer import OmniGRPOTrainer
 
@@ -128,10 +129,10 @@ def test_which_towers_run_is_the_same_on_every_rank(tiny_model):
     assert rule(2, sharded=False, asked=None) is False  # DDP / ZeRO-2: a tower runs only where a row needs it
     assert rule(2, sharded=True, asked=None) is True  # ZeRO-3 / FSDP
     assert rule(2, sharded=False, asked=True) is True and rule(1, sharded=False, asked=None) is False
-    with pytest.raises(ValueError, match="run_all_towers: false with 2 processes: ZeRO-3"):
+    with pytest.raises(UserError, match="run_all_towers: false with 2 processes: ZeRO-3"):  # one line, no traceback
         rule(2, sharded=True, asked=False)
     freeze_encoders(thinker, audio=False)  # a trained audio tower
     assert rule(2, sharded=False, asked=None) is True  # DDP / ZeRO-1/2: its gradient buckets must match
     assert rule(1, sharded=False, asked=None) is False  # one process: nothing to match
-    with pytest.raises(ValueError, match="trained audio tower"):
+    with pytest.raises(UserError, match="trained audio tower"):
         rule(2, sharded=False, asked=False)
