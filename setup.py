@@ -1,4 +1,4 @@
-"""Packaging for hs-rl: multi-stage GRPO for Qwen2.5-Omni on video, audio and video+audio."""
+"""Packaging for hs-rl: multi-stage GRPO for Qwen2.5-Omni and Qwen3-Omni on video, audio and video+audio."""
 from setuptools import find_packages, setup
 
 # Ranges are the ones the test suite runs against; widen only after running it.
@@ -26,15 +26,16 @@ INSTALL_REQUIRES = [
 setup(
     name="hs-rl",
     version="0.1.0",
-    description="Multi-stage GRPO training of Qwen2.5-Omni for human-centred perception (HumanSense recipe)",
+    description="Multi-stage GRPO training of Qwen2.5-Omni and Qwen3-Omni for human-centred perception "
+                "(HumanSense recipe)",
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     # The top-level rewards/ folder is installed as hs_rl.rewards (nothing named `rewards` lands in site-packages);
-    # from a source tree hs_rl/__init__.py finds it under the same name.
+    # an editable install (pip install -e .) maps the same name to the folder in the source tree.
     packages=[*find_packages(include=["hs_rl", "hs_rl.*"]), "hs_rl.rewards"],
     package_dir={"hs_rl.rewards": "rewards"},
-    package_data={"hs_rl": ["resources/*.yaml", "resources/*.json", "resources/tiny/*.yaml", "resources/*.jinja"]},
+    package_data={"hs_rl": ["resources/*.yaml", "resources/*.jinja"]},
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require={

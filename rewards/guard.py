@@ -40,7 +40,8 @@ def guard_reward(fn: Callable, on_error: Literal["raise", "zero"], counter: dict
         ids = kwargs.get("id") or [None] * len(completions)
         try:
             values = list(fn(*args, completions=completions, **kwargs))
-        except Exception as err:  # one failure for the whole batch: re-run per sample to name the culprit
+        except Exception:  # one failure for the whole batch: re-run per sample to name the culprit
+            # every sample appends one value (its score, or 0 after `fail`, which raises unless on_error is zero)
             values = []
             for i, completion in enumerate(completions):
                 one = {k: (v[i:i + 1] if isinstance(v, list) and len(v) == len(completions) else v)
@@ -51,8 +52,6 @@ def guard_reward(fn: Callable, on_error: Literal["raise", "zero"], counter: dict
                     fail(f"reward {name!r} raised {type(inner).__name__}: {inner} on sample {ids[i]!r}, "
                          f"completion {completion_text(completion)[:200]!r}")
                     values.append(0.0)
-            if len(values) != len(completions):
-                raise RewardError(f"reward {name!r} failed on the batch: {err}") from err
         if len(values) != len(completions):
             raise RewardError(f"reward {name!r} returned {len(values)} scores for {len(completions)} completions")
         for i, value in enumerate(values):

@@ -1,8 +1,15 @@
-"""Resolve reward specs from configs into callables, so a stage YAML can name built-in or user rewards.
+"""The reward registry and the resolver of reward specs, so a stage YAML can name built-in or user rewards.
 
-A stage's `reward_kwargs` gives a reward settings: for a registered name its factory (`FACTORIES`) is called
-with them; for a ``module:function`` or ``file.py:function`` spec the function named is taken to be a factory
-and called with them (``make_brevity(max_words=64)`` returns the reward).
+A spec is a registered name (`REGISTRY`), ``module:function`` or ``file.py:function``.
+
+Settings, one rule for every spec: a spec without settings names the reward itself, a function TRL calls as
+``fn(completions=…, **columns)``; a spec given settings (a stage's ``reward_kwargs: {KEY: {…}}``, KEY from
+`settings_key`) names a FACTORY, called once as ``factory(**settings)``, that returns the reward. A registered
+name's factory is its entry in `FACTORIES` (``think_length`` -> `make_think_length_reward`); a module or file
+spec's factory is the function it names (``extra.py:make_brevity`` with ``{make_brevity: {max_chars: 200}}``).
+Both mistakes are refused when the spec resolves (before any weight loads): settings for a reward function (it
+takes `completions`, or is registered without a factory), and a factory named without settings (it cannot take
+`completions`).
 """
 from __future__ import annotations
 
@@ -11,6 +18,7 @@ import functools
 import hashlib
 import importlib
 import importlib.util
+import inspect
 import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
@@ -18,14 +26,31 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from .accuracy import accuracy_reward, strict_accuracy_reward
+from .format import answer_format_reward, format_reward
+from .format_partial import format_partial_reward
+from .think_length import make_think_length_reward, think_length_reward
+
+# The built-in rewards by the names a stage YAML gives them.
+REGISTRY: dict[str, Callable[..., list]] = {
+    "accuracy": accuracy_reward,
+    "accuracy_strict": strict_accuracy_reward,
+    "format": format_reward,
+    "answer_format": answer_format_reward,
+    "format_partial": format_partial_reward,
+    "think_length": think_length_reward,
+}
+# Registered rewards that take settings: name -> the factory `reward_kwargs[name]` is passed to.
+FACTORIES: dict[str, Callable[..., Callable[..., list]]] = {
+    "think_length": make_think_length_reward,
+}
+
 # Module specs written against the folder's name (``rewards.format:format_reward``) mean the built-ins.
 _BUILTIN_PREFIX = "rewards."
 
 
 def registered_names() -> list[str]:
     """The names `get_reward` accepts without a colon."""
-    from . import REGISTRY
-
     return sorted(REGISTRY)
 
 
@@ -103,8 +128,35 @@ def _named(fn: Callable[..., Any], name: str) -> Callable[..., Any]:
     return wrapper
 
 
+def _parameters(fn: Callable[..., Any]) -> inspect.Signature | None:
+    """`fn`'s signature, or None where Python cannot tell (some builtins): then nothing is checked."""
+    try:
+        return inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+
+
+def _as_reward(spec: str, fn: Callable[..., Any], name: str) -> Callable[..., Any]:
+    """A spec given no settings names the reward: it must take `completions` (TRL passes it by name)."""
+    signature = _parameters(fn)
+    if signature is not None:
+        try:
+            signature.bind_partial(completions=[])
+        except TypeError:
+            raise TypeError(f"reward {spec!r}: {name}{signature} cannot take `completions`, so it is no reward "
+                            f"(a reward is fn(completions, **columns)); if it is a factory that builds one, give "
+                            f"its settings: reward_kwargs: {{{name}: {{...}}}}") from None
+    return _named(fn, name)
+
+
 def _with_settings(spec: str, fn: Callable[..., Any], settings: Mapping[str, Any]) -> Callable[..., Any]:
     """The reward a factory builds from a stage's settings (a clear error when the call does not fit)."""
+    signature = _parameters(fn)
+    if signature is not None and "completions" in signature.parameters:
+        raise ValueError(f"reward {spec!r} takes no settings: {getattr(fn, '__name__', fn)} takes `completions`, "
+                         f"so it is the reward itself, and reward_kwargs {dict(settings)} would be passed to a "
+                         "factory: a function of the settings that returns the reward (e.g. make_brevity(max_chars) "
+                         "returning brevity); name that factory in reward_funcs, or drop the settings")
     try:
         reward = fn(**settings)
     except (TypeError, ValueError) as err:
@@ -118,8 +170,6 @@ def _with_settings(spec: str, fn: Callable[..., Any], settings: Mapping[str, Any
 
 def _registered(spec: str, settings: Mapping[str, Any] | None) -> Callable[..., Any]:
     """A built-in reward by name, built by its factory when the stage gives it settings."""
-    from . import FACTORIES, REGISTRY
-
     if spec not in REGISTRY:
         raise _unknown_name(spec)
     if not settings:
@@ -137,8 +187,8 @@ def get_reward(spec: str | Callable[..., Any], base_dir: str | os.PathLike[str] 
     ``"package.module:function"`` (``rewards.X`` means the built-in ``hs_rl.rewards.X``); or
     ``"path/to/file.py:function"`` (relative paths resolve against the current directory, then ``base_dir``;
     a stage YAML makes them absolute against its own folder first). A callable is returned as is.
-    ``settings`` build the reward with its factory (see the module docstring). Module and file specs IMPORT
-    AND RUN the user's code: only use specs you trust.
+    ``settings`` make the spec name a factory that builds the reward (the module docstring's rule). Module and file
+    specs IMPORT AND RUN the user's code: only use specs you trust.
     """
     if callable(spec):
         return _named(spec, type(spec).__name__)
@@ -168,7 +218,7 @@ def get_reward(spec: str | Callable[..., Any], base_dir: str | os.PathLike[str] 
                              f"Callables there: {', '.join(available) or '(none)'}")
     if not callable(fn):
         raise TypeError(f"reward {spec!r}: {attr!r} is a {type(fn).__name__}, not a function")
-    return _with_settings(spec, fn, settings) if settings else _named(fn, attr)
+    return _with_settings(spec, fn, settings) if settings else _as_reward(spec, fn, attr)
 
 
 def settings_key(spec: str | Callable[..., Any]) -> str:

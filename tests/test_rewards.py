@@ -141,3 +141,58 @@ def test_builtin_reward_examples_hold():
     for module in (accuracy, format, format_partial, think_length):
         result = doctest.testmod(module)
         assert result.attempted > 0 and result.failed == 0, module.__name__
+
+
+def test_one_settings_rule_for_every_spec(tmp_path):
+    """A spec with settings names a factory, a spec without names the reward: each mistake is refused when the
+    spec resolves, not at the first training step (a factory named without settings was handed to TRL as a
+    reward, and failed only when TRL called it with the completions)."""
+    from hs_rl.rewards import registry
+
+    assert registry.REGISTRY is REGISTRY and registry.FACTORIES["think_length"] is make_think_length_reward
+    (tmp_path / "extra.py").write_text(
+        "def make_brevity(max_chars):\n"
+        "    def brevity(completions, **kw):\n"
+        "        return [1.0 if len(c) <= max_chars else 0.0 for c in completions]\n"
+        "    return brevity\n"
+        "def brevity(completions, **kw):\n"
+        "    return [1.0] * len(completions)\n")
+    factory, reward = f"{tmp_path}/extra.py:make_brevity", f"{tmp_path}/extra.py:brevity"
+    assert get_rewards([factory], settings={"make_brevity": {"max_chars": 3}})[0](["abc", "abcd"]) == [1.0, 0.0]
+    assert get_rewards([reward])[0](["abcd"]) == [1.0]
+    with pytest.raises(TypeError, match=r"make_brevity\(max_chars\) cannot take `completions`.*reward_kwargs"):
+        get_rewards([factory])
+    with pytest.raises(ValueError, match="takes no settings: brevity takes `completions`"):
+        get_rewards([reward], settings={"brevity": {"max_chars": 3}})
+
+
+def test_rewards_come_from_the_install_not_an_import_finder():
+    """hs_rl.rewards is the top-level rewards/ folder by setup.py's package_dir alone (an editable install maps
+    it), with no import hook of hs_rl's own that static tools cannot follow."""
+    import sys
+    from pathlib import Path
+
+    import hs_rl.rewards
+
+    root = Path(__file__).resolve().parent.parent
+    assert Path(hs_rl.rewards.__file__).resolve() == root / "rewards" / "__init__.py"
+    assert not [f for f in sys.meta_path if type(f).__module__.split(".")[0] == "hs_rl"]
+
+
+def test_another_checkouts_rewards_are_refused(tmp_path):
+    """A copy of hs_rl first on sys.path while this checkout is installed: its `hs_rl.rewards` would be this
+    checkout's rewards folder, silently; it is refused in one line naming both."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import hs_rl
+
+    (tmp_path / "hs_rl").mkdir()
+    shutil.copy(Path(hs_rl.__file__), tmp_path / "hs_rl" / "__init__.py")
+    result = subprocess.run([sys.executable, "-c", "import hs_rl.rewards"], cwd=tmp_path, capture_output=True,
+                            text=True, env={**os.environ, "PYTHONPATH": str(tmp_path)}, timeout=60)
+    assert result.returncode != 0
+    assert f"but hs_rl from {tmp_path / 'hs_rl'}: two copies of hs-rl are mixed" in result.stderr, result.stderr

@@ -164,5 +164,5 @@ class FirstUseSampler(torch.utils.data.Sampler):
         return len(self.sampler)
 
     def set_epoch(self, epoch: int) -> None:
-        if hasattr(self.sampler, "set_epoch"):  # a shuffling sampler (hs_rl.grpo.checkpoints.epoch_seeded)
+        if hasattr(self.sampler, "set_epoch"):  # a shuffling sampler (hs_rl.grpo.sampler.epoch_seeded)
             self.sampler.set_epoch(epoch)

@@ -4,10 +4,13 @@ Reads our results JSONL (`id`, `task_type`, `question_type`, `options`, `answer`
 upstream HumanSense result files (the benchmark JSON with each model's answer stored in the question
 dicts under the model's name). Every answer is scored by `hs_rl.data.answers`, the same code as the reward.
 
-Each column is labelled with the setting its answers were asked in (the `setting` our results lines record;
-for upstream files, the flags eval.sh writes into the file name). The paper's Qwen2.5-Omni-7B column is
-printed only when some column was asked as the paper did (the benchmark's own prompts, no think, audio on, no
-ASR or analysis prompt, greedy); otherwise it is left out with a note saying why.
+Each column's answers were asked in a setting (the `setting` our results lines record; for upstream files, the
+flags eval.sh writes into the file name): the report says each setting once, naming its columns, above the table
+and as the chart's caption; the chart's legend names the columns only. A task outside the benchmark's tiers is
+marked so once; a report with no benchmark task (the demo's curriculum) has no tier or paper columns at all.
+The paper's Qwen2.5-Omni-7B column is printed only when some column was asked as the paper did (the benchmark's
+own prompts, no think, audio on, no ASR or analysis prompt, greedy); otherwise it is left out with a note saying
+why.
 """
 from __future__ import annotations
 
@@ -24,9 +27,11 @@ from hs_rl.data.answers import extract_answer, question_type_from_pattern, score
 from hs_rl.data.records import QUESTION_TYPES, iter_jsonl
 from hs_rl.eval.tiers import UNASSIGNED, classify, paper_avg_baseline, task_info, tasks, tier_names
 
-SCORING_NOTE = (
+SCORING_RULE = (
     "Scored by hs_rl.data.answers (the same code as the accuracy reward): an empty or unreadable answer counts "
-    "as WRONG and numbers are read whole (\"10\" is ten). The released HumanSense scorer skipped empty "
+    "as WRONG and numbers are read whole (\"10\" is ten).")
+SCORING_NOTE = SCORING_RULE + (
+    " The released HumanSense scorer skipped empty "
     "answers (they left the denominator, so its accuracy reads higher) and read only the first character "
     "of a numeric answer; figures here are therefore not directly comparable where answers are empty or "
     "numbers exceed 9. It also left Abnormal_Recognition out; it is scored here. Multi-choice: a correct "
@@ -306,62 +311,162 @@ def show_paper(models: dict[str, dict[str, Any]]) -> bool:
     return any(not scores.get("paper_mismatch") for scores in models.values())
 
 
+OUTSIDE_LABEL = "not in the benchmark"
+
+
+def _in_benchmark(rows: list[tuple[str, str, str]]) -> bool:
+    """Whether any task of the report is one of the benchmark's (the rest have no tier, baseline or paper avg)."""
+    return any(tier != UNASSIGNED for tier, _, _ in rows)
+
+
+def _tier_label(tier: str) -> str:
+    return OUTSIDE_LABEL if tier == UNASSIGNED else tier
+
+
+def short_label(label: str) -> str:
+    """A column's name as a legend shows it: a path's last folder, the stage's for its `final` or a checkpoint
+    (`run/stage1_video/final` -> `stage1_video`, `run/stage1_video/checkpoint-40` -> `stage1_video/checkpoint-40`),
+    anything else as given."""
+    if "/" not in label.strip("/"):
+        return label
+    parts = [p for p in label.split("/") if p]
+    if len(parts) > 1 and (parts[-1] == "final" or parts[-1].startswith("checkpoint-")):
+        return parts[-2] if parts[-1] == "final" else f"{parts[-2]}/{parts[-1]}"
+    return parts[-1]
+
+
+def _legend_names(labels: list[str]) -> list[str]:
+    """`short_label` of each column, unless two would then read the same."""
+    short = [short_label(label) for label in labels]
+    return short if len(set(short)) == len(short) else labels
+
+
+def setting_groups(models: dict[str, dict[str, Any]]) -> list[tuple[list[str], str]]:
+    """Each distinct setting once, with the columns asked in it (in column order); the paper's setting says so."""
+    groups: dict[str, list[str]] = {}
+    for label, scores in models.items():
+        text = describe_setting(scores.get("setting"))
+        if scores.get("setting") and not scores.get("paper_mismatch"):
+            text += " (the paper's setting)"
+        groups.setdefault(text, []).append(label)
+    return [(labels, text) for text, labels in groups.items()]
+
+
+def _settings_lines(models: dict[str, dict[str, Any]]) -> list[str]:
+    """The setting(s) the columns were asked in, said once: one line when all share it, else one per setting."""
+    groups = setting_groups(models)
+    if len(groups) == 1:
+        return [f"Asked in: {groups[0][1]}."]
+    return ["Asked in:", "", *(f"- {', '.join(labels)}: {text}" for labels, text in groups)]
+
+
+def _joined_notes(models: dict[str, dict[str, Any]], note: Any) -> list[str]:
+    """A note per column, said once: `note(scores)` -> text or None; columns with the same text share a line
+    (no column name when every column has it)."""
+    texts: dict[str, list[str]] = {}
+    for label, scores in models.items():
+        text = note(scores)
+        if text:
+            texts.setdefault(text, []).append(label)
+    return [f"- {text}" if len(labels) == len(models) else f"- {', '.join(labels)}: {text}"
+            for text, labels in texts.items()]
+
+
 def render_markdown(models: dict[str, dict[str, Any]]) -> str:
-    """Side-by-side Markdown: task rows grouped by tier, one column per model, each labelled with its setting,
-    plus the paper baseline when a column's setting matches the paper's."""
+    """Side-by-side Markdown: the setting(s) once, then task rows grouped by tier, one column per model, plus the
+    paper baseline when a column's setting matches the paper's; notes said once each, after the tables. With no
+    task of the benchmark (the demo's curriculum), no tier, paper or Paper Avg. columns and rows at all."""
     labels = list(models)
-    paper = show_paper(models)
-    pad = "| " if paper else ""  # the paper column's cell, present only when it is shown
-    head = "| Tier | Task | task_type | " + ("Paper (Qwen2.5-Omni-7B) | " if paper else "") + " | ".join(labels) + " |"
-    rule = "|" + "---|" * (3 + paper + len(labels))
-    setting_row = ("| | *setting* | | " + (f"{PAPER_SETTING_TEXT} | " if paper else "")
-                   + " | ".join(describe_setting(models[m].get("setting")) for m in labels) + " |")
-    lines = ["# HumanSense scores", "", SCORING_NOTE, "", head, rule, setting_row]
     rows = _task_order(models)
+    benchmark = _in_benchmark(rows)
+    paper = benchmark and show_paper(models)
+    pad = "| " if paper else ""  # the paper column's cell, present only when it is shown
+    lines = ["# HumanSense scores" if benchmark else "# Scores per task", "", *_settings_lines(models), ""]
+    if benchmark:
+        lines += ["| Tier | Task | task_type | " + ("Paper (Qwen2.5-Omni-7B) | " if paper else "")
+                  + " | ".join(labels) + " |", "|" + "---|" * (3 + paper + len(labels))]
+    else:
+        lines += ["| Task | " + " | ".join(labels) + " |", "|" + "---|" * (1 + len(labels))]
     for tier in dict.fromkeys(r[0] for r in rows):
-        for _, abbrev, task_type in (r for r in rows if r[0] == tier):
-            info = task_info(task_type)
-            base = f"{info.baseline:.3f} | " if info and info.baseline is not None else "– | "
-            cells = [_fmt(models[m]["tasks"].get(task_type)) for m in labels]
-            lines.append(f"| {tier} | {abbrev} | `{task_type}` | " + (base if paper else "")
-                         + " | ".join(cells) + " |")
-        cells = [_fmt(models[m]["tiers"].get(tier)) for m in labels]
-        lines.append(f"| **{tier}** | **all** | | {pad}" + " | ".join(cells) + " |")
-    base_avg = paper_avg_baseline()
-    avgs = [f"{models[m]['paper_avg']:.3f}" if models[m]["paper_avg"] is not None else "–" for m in labels]
-    base_cell = (f"{base_avg:.3f} | " if base_avg is not None else "– | ") if paper else ""
-    lines.append("| | **Paper Avg. (13 video tasks)** | | " + base_cell + " | ".join(avgs) + " |")
-    lines.append(f"| | **All questions** | | {pad}" + " | ".join(_fmt(models[m]["all"]) for m in labels) + " |")
-    lines += ["", "## By question type", "", "| question_type | " + " | ".join(labels) + " |",
-              "|" + "---|" * (1 + len(labels))]
-    for qtype in QUESTION_TYPES:
-        if any(qtype in models[m]["question_types"] for m in labels):
-            lines.append(f"| {qtype} | " + " | ".join(_fmt(models[m]["question_types"].get(qtype))
-                                                       for m in labels) + " |")
+        group = [r for r in rows if r[0] == tier]
+        for n, (_, abbrev, task_type) in enumerate(group):
+            cells = " | ".join(_fmt(models[m]["tasks"].get(task_type)) for m in labels)
+            if not benchmark:
+                lines.append(f"| {task_type} | {cells} |")
+            elif tier == UNASSIGNED:  # named once, on the group's first row: its rows have no tier to repeat
+                lines.append(f"| {OUTSIDE_LABEL if n == 0 else ''} | {task_type} | | {pad}{cells} |")
+            else:
+                info = task_info(task_type)
+                base = f"{info.baseline:.3f} | " if info and info.baseline is not None else "– | "
+                lines.append(f"| {tier} | {abbrev} | `{task_type}` | " + (base if paper else "") + cells + " |")
+        if benchmark:
+            cells = " | ".join(_fmt(models[m]["tiers"].get(tier)) for m in labels)
+            lines.append(f"| **{_tier_label(tier)}** | **all** | | {pad}{cells} |")
+    if benchmark:
+        base_avg = paper_avg_baseline()
+        avgs = [f"{models[m]['paper_avg']:.3f}" if models[m]["paper_avg"] is not None else "–" for m in labels]
+        base_cell = (f"{base_avg:.3f} | " if base_avg is not None else "– | ") if paper else ""
+        lines.append("| | **Paper Avg. (13 video tasks)** | | " + base_cell + " | ".join(avgs) + " |")
+        lines.append(f"| | **All questions** | | {pad}" + " | ".join(_fmt(models[m]["all"]) for m in labels) + " |")
+    else:
+        lines.append("| **All questions** | " + " | ".join(_fmt(models[m]["all"]) for m in labels) + " |")
+    qtypes = [q for q in QUESTION_TYPES if any(q in models[m]["question_types"] for m in labels)]
+    if len(qtypes) > 1:  # one type only: its row would repeat "All questions"
+        lines += ["", "## By question type", "", "| question_type | " + " | ".join(labels) + " |",
+                  "|" + "---|" * (1 + len(labels))]
+        lines += [f"| {q} | " + " | ".join(_fmt(models[m]["question_types"].get(q)) for m in labels) + " |"
+                  for q in qtypes]
     notes = []
-    if not paper:
+    if benchmark and not paper:
         notes.append(f"- The paper's Qwen2.5-Omni-7B column is left out: no column was asked in its setting "
                      f"({PAPER_SETTING_TEXT}; `hs-rl eval --prompt_source HumanSense_bench/src --no_think`).")
-    for m in labels:
-        if paper and models[m].get("paper_mismatch"):
-            notes.append(f"- {m}: not the paper's setting ({'; '.join(models[m]['paper_mismatch'])}): do not "
-                         "compare it with the paper column")
-        if models[m]["paper_avg_missing"]:
-            notes.append(f"- {m}: Paper Avg. over {len(models[m]['paper_avg_tasks'])} of 13 tasks "
-                         f"(missing: {', '.join(models[m]['paper_avg_missing'])})")
-        if models[m]["unassigned_task_types"]:
-            notes.append(f"- {m}: unassigned task types (not in tiers.yaml): "
-                         f"{', '.join(models[m]['unassigned_task_types'])}")
-        empties = models[m]["all"]["empty"]
-        if empties:
-            notes.append(f"- {m}: {empties} empty answers, counted wrong")
-    if notes:
-        lines += ["", "## Notes", "", *notes]
+    if paper:
+        notes += _joined_notes(models, lambda s: s.get("paper_mismatch") and (
+            f"not the paper's setting ({'; '.join(s['paper_mismatch'])}): do not compare it with the paper column"))
+    if benchmark:
+        notes += _joined_notes(models, lambda s: s["paper_avg_missing"] and (
+            f"Paper Avg. over {len(s['paper_avg_tasks'])} of 13 tasks (missing: {', '.join(s['paper_avg_missing'])})"))
+        outside = list(dict.fromkeys(t for _, _, t in rows if classify(t)[0] == UNASSIGNED))
+        if outside:
+            notes.append(f"- {OUTSIDE_LABEL.capitalize()} (no tier in hs_rl/resources/tiers.yaml): "
+                         f"{', '.join(outside)}")
+    else:
+        notes.append("- None of these tasks is in the HumanSense benchmark (hs_rl/resources/tiers.yaml): no tiers, "
+                     "no paper column, no Paper Avg.")
+    empties = [f"{m} {models[m]['all']['empty']}" for m in labels if models[m]["all"]["empty"]]
+    if empties:
+        notes.append(f"- Empty answers, counted wrong: {', '.join(empties)}")
+    notes.append(f"- {SCORING_NOTE if benchmark else SCORING_RULE}")  # the released scorer: beside its tasks only
+    lines += ["", "## Notes", "", *notes]
     return "\n".join(lines) + "\n"
 
 
+def _wrapped(name: str, width: int = 14) -> str:
+    """A long task name on several lines, broken at its underscores."""
+    lines: list[str] = []
+    for part in name.split("_"):
+        if lines and len(lines[-1]) + 1 + len(part) <= width:
+            lines[-1] += "_" + part
+        else:
+            lines.append(part)
+    return "\n".join(lines)
+
+
 def plot_tasks(models: dict[str, dict[str, Any]], path: str | Path) -> None:
-    """Grouped bars: per task, one bar per model, with the paper baseline as a black tick."""
+    """Write `tasks_figure` as a PNG (legend and caption included)."""
+    import matplotlib.pyplot as plt
+
+    fig = tasks_figure(models)
+    fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def tasks_figure(models: dict[str, dict[str, Any]]) -> Any:
+    """Grouped bars: per task one bar per model (its value on top while they fit), tasks grouped by tier with the
+    tier named once under its group, the paper baseline as a black tick where a column was asked in the paper's
+    setting; the legend outside the bars with short model names, and the setting(s) once in a caption."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -369,28 +474,56 @@ def plot_tasks(models: dict[str, dict[str, Any]], path: str | Path) -> None:
 
     rows = _task_order(models)
     labels = list(models)
+    benchmark = _in_benchmark(rows)
     width = 0.8 / max(1, len(labels))
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(rows) * max(1, len(labels)) ** 0.5 + 2), 4.5))
+    bars = len(rows) * len(labels)
+    fig_width = min(18.0, max(5.0, len(rows) * max(1.0, 0.3 * len(labels) + 0.3) + 2.5))
+    fig, ax = plt.subplots(figsize=(fig_width, 4.2))
+    ax.grid(axis="y", color="0.92", zorder=0)
+    ax.set_axisbelow(True)
+    names = dict(zip(labels, _legend_names(labels)))
     for k, label in enumerate(labels):
-        heights = [(models[label]["tasks"].get(t) or {}).get("accuracy") or 0.0 for _, _, t in rows]
+        heights = [(models[label]["tasks"].get(t) or {}).get("accuracy") for _, _, t in rows]
         xs = [n - 0.4 + width * (k + 0.5) for n in range(len(rows))]
-        ax.bar(xs, heights, width=width, label=f"{label} ({describe_setting(models[label].get('setting'))})")
+        drawn = ax.bar(xs, [h or 0.0 for h in heights], width=width * 0.92, label=names[label])
+        if bars <= 30:  # each bar's value, while they fit
+            ax.bar_label(drawn, labels=["–" if h is None else f"{h:.2f}" for h in heights], fontsize=7, padding=1)
     labelled = False
-    for n, (_, _, task_type) in enumerate(rows if show_paper(models) else []):
+    for n, (_, _, task_type) in enumerate(rows if benchmark and show_paper(models) else []):
         info = task_info(task_type)
         if info and info.baseline is not None:
-            ax.hlines(info.baseline, n - 0.42, n + 0.42, colors="black", linewidth=1.5,
-                      label=None if labelled else "paper baseline (Qwen2.5-Omni-7B)")
+            ax.hlines(info.baseline, n - 0.44, n + 0.44, colors="black", linewidth=1.5,
+                      label=None if labelled else "paper (Qwen2.5-Omni-7B)")
             labelled = True
     ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([f"{tier}\n{abbrev}" for tier, abbrev, _ in rows], fontsize=8)
-    ax.set_ylim(0, 1)
+    ax.set_xticklabels([abbrev if tier != UNASSIGNED else _wrapped(task_type) for tier, abbrev, task_type in rows],
+                       fontsize=8)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    ax.set_ylim(0, 1.08)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_ylabel("accuracy")
-    ax.set_title("HumanSense accuracy per task")
-    ax.legend(fontsize=8)
+    ax.spines[["top", "right"]].set_visible(False)
+    if benchmark:  # each tier named once under its group, a thin line between groups
+        tiers = list(dict.fromkeys(r[0] for r in rows))
+        lines_below = max((_wrapped(t).count("\n") + 1 if tier == UNASSIGNED else 1) for tier, _, t in rows)
+        for tier in tiers:
+            members = [n for n, r in enumerate(rows) if r[0] == tier]
+            name = "not in the\nbenchmark" if tier == UNASSIGNED and len(members) < 3 else _tier_label(tier)
+            ax.annotate(name, xy=((members[0] + members[-1]) / 2, 0), xycoords=("data", "axes fraction"),
+                        xytext=(0, -14 - 11 * lines_below), textcoords="offset points", ha="center", va="top",
+                        fontsize=9 if tier != UNASSIGNED else 8, fontweight="bold")
+            if members[0] > 0:
+                ax.axvline(members[0] - 0.5, color="0.8", linewidth=0.8, zorder=0)
+    ax.set_title("HumanSense accuracy per task" if benchmark else "Accuracy per task (tasks outside HumanSense)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    groups = setting_groups(models)
+    caption = (f"Asked in: {groups[0][1]}" if len(groups) == 1
+               else "Asked in:\n" + "\n".join(f"{', '.join(names[m] for m in g)}: {text}" for g, text in groups))
+    wrapped = "\n".join(textwrap.fill(line, int(fig_width * 16), subsequent_indent="    ")
+                        for line in caption.splitlines())
+    fig.text(0.01, -0.01, wrapped, ha="left", va="top", fontsize=7.5, color="0.25")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
 
 
 # ---------------------------------------------------------------- command

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-UNASSIGNED = "unassigned"
+UNASSIGNED = "unassigned"  # the tier of a task not in the benchmark (scores.json); report.md/tasks.png say so in words
 
 
 @dataclass(frozen=True)

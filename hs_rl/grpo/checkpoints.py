@@ -19,6 +19,7 @@ import errno
 import hashlib
 import json
 import logging
+import math
 import re
 import shutil
 import time
@@ -143,7 +144,7 @@ def _cycle(config) -> tuple[int, int, int]:
     """(micro-steps per TRL generation cycle, gradient accumulation, optimizer steps per whole number of cycles)."""
     cycle = int(config.steps_per_generation or config.gradient_accumulation_steps) * int(config.num_iterations)
     accumulation = int(config.gradient_accumulation_steps)
-    return cycle, accumulation, cycle // _gcd(cycle, accumulation)
+    return cycle, accumulation, cycle // math.gcd(cycle, accumulation)
 
 
 def check_generation_cycle(config) -> None:
@@ -229,12 +230,6 @@ def read_marker(checkpoint: str | Path) -> dict[str, Any] | None:
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-
-
-def _gcd(a: int, b: int) -> int:
-    while b:
-        a, b = b, a % b
-    return a
 
 
 def mark_complete(trainer, trial) -> None:

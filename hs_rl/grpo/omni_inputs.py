@@ -4,9 +4,10 @@ A `PromptMedia` is what the processor made of ONE prompt (its token ids with med
 that prompt's video patches / audio features). Keeping media per prompt, never flattened across a batch, is
 what lets each sample keep its own modality in a mixed batch and lets any slice of rows find its own media.
 
-`embed_rows` and `rope_positions` turn a batch of rows into the `inputs_embeds` and 3-D rope `position_ids`
-that the thinker accepts directly; generation, old/reference log-probs and the loss forward all go through
-them, so they cannot disagree about what the model saw.
+`lm_inputs` and `rope_positions` turn a batch of rows into the thinker's inputs (`inputs_embeds`, and a family's
+extra visual inputs such as Qwen3-Omni's DeepStack embeddings) and its 3-D rope `position_ids`; generation,
+old/reference log-probs and the loss forward all go through them, so they cannot disagree about what the model
+saw (`embed_rows` is `lm_inputs`' `inputs_embeds` alone).
 """
 from __future__ import annotations
 

@@ -7,7 +7,13 @@ generation, old/reference log-probs, the loss — builds its inputs from those r
 functions (`lm_inputs`, `rope_positions`), so each sample keeps its modality inside a mixed batch. What differs
 between Qwen2.5-Omni and Qwen3-Omni (DeepStack, MoE aux loss, classes) sits in hs_rl.grpo.families.
 
-Hooks overridden, and why:
+Methods overridden (of TRL's GRPOTrainer and transformers' Trainer), and why; each one, every private
+method called and the patch are listed with the signatures they are written against in hs_rl.grpo.trl_contract,
+which tests/grpo/test_trl_contract.py checks against the installed TRL in a second:
+- `__init__`: TRL builds the reference model as the checkpoint family's thinker (not the class config.json
+  names), from `ref_model_name_or_path` when set, sharing the policy's frozen tensors, through a patch of
+  `trl.trainer.grpo_trainer.create_model_from_path` held only while TRL's `__init__` runs; checkpoint rotation
+  moves after the completion marker.
 - `_generate_and_score_completions`: take the rows' media for this batch; hand it on inside the buffered
   batch (TRL shuffles and splits lists with the tensors) and log completions to JSONL.
 - `_compute_loss`: select the media of the micro-batch TRL is about to score.
@@ -24,6 +30,8 @@ Hooks overridden, and why:
   `_get_train_sampler` also wraps TRL's sampler in `FirstUseSampler` (hs_rl.data.dataset): TRL's re-fetches of
   a buffered generation batch get media-free rows, so each clip is decoded once per use (`num_examples` counts
   records, not those twin rows).
+- `_get_eval_sampler`, `evaluate`, `log`: evaluation sets (probes) sampled over their media rows only, and
+  TRL's eval metrics named after the set they come from (`eval_NAME_...`).
 A `ProgressRecorder` callback (hs_rl.grpo.progress_recorder) keeps OUTPUT_DIR/progress.json current for the
 console and `hs-rl status`.
 
@@ -39,7 +47,8 @@ that changes which modules run, or how often, is either rank-independent or take
   loss and aux-loss settings: from the configuration and the model only, the same on every process;
 - re-fetch rows: `FirstUseSampler` marks a global position of the sampler, so all processes get them together;
   the check below that none reaches generation is collective, so every process stops with the same error.
-Everything else (advantages, loss types, KL, clipping, PEFT, logging) is TRL's, unchanged.
+Everything else is TRL's and transformers', unchanged: advantages, loss types, KL, clipping, PEFT, the optimizer
+and schedule, metric logging, and the checkpoint save and load themselves (the overrides above wrap them).
 """
 from __future__ import annotations
 

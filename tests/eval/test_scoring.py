@@ -128,9 +128,9 @@ def test_side_by_side_via_cli(tmp_path, capsys):
     report = (out / "report.md").read_text()
     header = next(line for line in report.splitlines() if line.startswith("| Tier"))
     assert "trained" in header and "base" in header and "Paper" in header
-    labels = next(line for line in report.splitlines() if "*setting*" in line)
-    assert "benchmark prompts 0123456789ab, no-think, audio on, greedy" in labels
-    assert "hs-rl prompts 0123456789ab, think, audio on" in labels
+    # each column's setting, said once above the table (it was a row repeating it in every column)
+    assert "- trained: benchmark prompts 0123456789ab, no-think, audio on, greedy" in report
+    assert "- base: hs-rl prompts 0123456789ab, think, audio on" in report
     assert "| L4 | ES | `Emo_Strategy` | 0.607 | 0.750 (3/4) | 0.000 (0/4) |" in report
     assert "- base: not the paper's setting (prompts='hs-rl' (paper: 'benchmark'); think=True" in report
     png = out / "tasks.png"
@@ -239,3 +239,77 @@ def test_columns_are_named_by_the_model_the_results_hold_and_the_paper_avg_says_
     covered = len(scores["models"]["stage1_video"]["paper_avg_tasks"])
     assert 0 < covered < 13
     assert f"paper avg {round(scores['models']['stage1_video']['paper_avg'], 4)} ({covered} of 13 tasks)" in out
+
+
+# -------------------------------------------------- the report, read at a glance
+
+def _report(tmp_path, columns):
+    """Score `columns` (label -> rows) side by side; returns the scored models and report.md's text."""
+    from hs_rl.eval.scoring import ScoreArguments as Args
+
+    paths = [write_jsonl(tmp_path / f"column{n}.jsonl", rows) for n, rows in enumerate(columns.values())]
+    scores = score_files(Args(results=[str(p) for p in paths], out=str(tmp_path / "report"), labels=list(columns)))
+    return scores["models"], (tmp_path / "report" / "report.md").read_text()
+
+
+def test_report_says_each_setting_and_each_note_once(tmp_path):
+    """Three columns, two asked alike: each setting is written once with the columns it holds, each note once, and
+    the task outside the benchmark is named so, never 'unassigned'."""
+    from hs_rl.eval.scoring import describe_setting
+
+    mine = setting(prompts="hs-rl", prompt_source=None, think=True)
+    models, report = _report(tmp_path, {
+        "paper_like": [{**r, "setting": setting()} for r in ROWS],
+        "stage1": [{**r, "setting": mine} for r in ROWS],
+        "stage2": [{**r, "prediction": "", "setting": mine} for r in ROWS]})
+    for text in (describe_setting(setting()), describe_setting(mine)):
+        assert report.count(text) == 1, text
+    assert f"- stage1, stage2: {describe_setting(mine)}" in report
+    assert report.count("Paper Avg. over 3 of 13 tasks") == 1
+    assert report.count("not the paper's setting") == 1 and "- stage1, stage2: not the paper's setting" in report
+    assert report.count("Mystery_Task") == 2  # its row, and the one note saying it is not in the benchmark
+    assert "| not in the benchmark | Mystery_Task |" in report and "unassigned" not in report
+    assert "- Empty answers, counted wrong: paper_like 1, stage1 1, stage2 11" in report
+    assert report.count("counts as WRONG") == 1
+
+
+def test_report_of_tasks_outside_the_benchmark_has_no_tiers(tmp_path):
+    """The demo's curriculum is no HumanSense task: no tier, task_type, paper or Paper Avg. columns and rows (they
+    read 'unassigned' and '–' everywhere), and one line saying why."""
+    rows = [row(i, task, "single_choice", "A", "A" if i % 2 else "B")
+            for i, task in enumerate(["Curriculum_Video_Colour", "Curriculum_Audio_Pitch"] * 4)]
+    _, report = _report(tmp_path, {"base": rows, "stage1_video": rows})
+    assert "| Task | base | stage1_video |" in report and "| Tier" not in report and "**Paper Avg" not in report
+    assert "| Curriculum_Video_Colour | 0.000 (0/4) | 0.000 (0/4) |" in report
+    assert "unassigned" not in report and report.count("None of these tasks is in the HumanSense benchmark") == 1
+
+
+def test_chart_legend_beside_the_bars_with_short_names_and_the_setting_once(tmp_path):
+    """tasks.png: the legend lies outside the bars' axes and names each column by its short name, the setting is
+    written once in a caption, and each tier is named once under its tasks ('unassigned' nowhere)."""
+    import matplotlib.pyplot as plt
+
+    from hs_rl.eval.scoring import describe_setting, tasks_figure
+
+    mine = setting(prompts="hs-rl", prompt_source=None, think=True)
+    models, _ = _report(tmp_path, {"paper_like": [{**r, "setting": setting()} for r in ROWS],
+                                   "run/stage1_video/final": [{**r, "setting": mine} for r in ROWS],
+                                   "stage2_audio": [{**r, "setting": mine} for r in ROWS]})
+    fig = tasks_figure(models)
+    try:
+        fig.canvas.draw()
+        ax = fig.axes[0]
+        legend = ax.get_legend()
+        assert [t.get_text() for t in legend.get_texts()] == [
+            "paper (Qwen2.5-Omni-7B)", "paper_like", "stage1_video", "stage2_audio"]
+        assert legend.get_window_extent().x0 >= ax.get_window_extent().x1  # beside the bars, not over them
+        texts = [t.get_text() for t in fig.texts] + [t.get_text() for t in ax.texts] + [
+            t.get_text() for t in ax.get_xticklabels()]
+        caption = "\n".join(t.get_text() for t in fig.texts).replace("\n    ", " ")
+        assert caption.count(describe_setting(mine)) == 1 and "stage1_video, stage2_audio: " in caption
+        assert caption.count(describe_setting(setting())) == 1
+        tiers = [t.get_text() for t in ax.texts if t.get_text() in ("L2", "L3", "L4", "not in the\nbenchmark")]
+        assert tiers == ["L2", "L3", "L4", "not in the\nbenchmark"]
+        assert not [t for t in texts if "unassigned" in t]
+    finally:
+        plt.close(fig)
