@@ -86,13 +86,20 @@ logger = logging.getLogger(__name__)
 
 
 @contextlib.contextmanager
-def _thinker_reference_models(reference: str | None = None, on_created=None):
+def _thinker_reference_models(reference: str | None = None, on_created=None, policy_from_path: bool = False):
     """Make TRL build its reference model as a thinker of the checkpoint's family (it would otherwise load the
     class named in config.json, the full Omni model for a full checkpoint folder), from `reference` when given
-    (TRL's own choice is the policy's starting checkpoint); `on_created(model)` sees it before TRL prepares it."""
+    (TRL's own choice is the policy's starting checkpoint); `on_created(model)` sees it before TRL prepares it.
+
+    With `policy_from_path` (the trainer was handed a path, not a model) TRL's first call loads the policy: that
+    one is loaded as the family's thinker from its own path, never redirected to `reference` nor shared."""
     original = _trl_grpo.create_model_from_path
+    policy_pending = [policy_from_path]
 
     def create_thinker(model_id: str, architecture=None, **kwargs):
+        if policy_pending[0]:
+            policy_pending[0] = False
+            return original(model_id, architecture=family_of_dir(model_id).thinker_class, **kwargs)
         model_id = reference or model_id
         if on_created is not None:  # loaded whole on the CPU; TRL's prepare moves it after `on_created` (a
             kwargs["device_map"] = None  # "auto" map would put a full copy on the GPU first, or offload it)
@@ -134,7 +141,9 @@ class OmniGRPOTrainer(GRPOTrainer):
                 raise ValueError(f"ref_model_name_or_path={reference!r} is a {theirs} model; the policy is {mine}")
         self._shared_frozen: list[str] = []  # the reference's tensors that are the policy's (_share_frozen_with)
         self._shared_fingerprint: torch.Tensor | None = None
-        with _thinker_reference_models(reference, on_created=None if reference else self._share_frozen_with):
+        with _thinker_reference_models(reference, on_created=None if reference else self._share_frozen_with,
+                                       policy_from_path=isinstance(kwargs.get("model", args[0] if args else None),
+                                                                   str)):
             super().__init__(*args, **kwargs)
         if reference and self.ref_model is not None:
             sizes = [thinker_of(self.accelerator.unwrap_model(m)).get_input_embeddings().num_embeddings

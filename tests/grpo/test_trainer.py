@@ -180,6 +180,34 @@ def test_saved_model_reloads(tiny_model, records, tmp_path):
         torch.testing.assert_close(tensor, trained[name], msg=name)
 
 
+def test_a_policy_given_as_a_path_is_loaded_from_that_path(tiny_model, records, tmp_path):
+    """TRL loads a policy given as a path through the same `create_model_from_path` hs-rl patches for the
+    reference: that load must read the policy's own folder (as the family's thinker), never
+    `ref_model_name_or_path`, and the reference must still be the other folder."""
+    from hs_rl.grpo.model import load_thinker
+    from hs_rl.grpo.omni_inputs import thinker_of
+    from hs_rl.grpo.trainer import OmniGRPOTrainer
+
+    other = load_thinker(tiny_model["full"], dtype="float32")
+    with torch.no_grad():
+        for parameter in other.parameters():
+            parameter.add_(0.05)
+    other.save_pretrained(tmp_path / "other")
+    built = build_trainer(*stage_args(tiny_model["full"], records[:4], tmp_path / "run", beta=0.1,
+                                      ref_model_name_or_path=str(tmp_path / "other")))
+    built.args.model_init_kwargs = {"dtype": torch.float32}
+    trainer = OmniGRPOTrainer(model=str(tiny_model["full"]), reward_funcs=built.reward_funcs, args=built.args,
+                              train_dataset=built.train_dataset, processing_class=built.processing_class)
+    start = dict(thinker_of(load_thinker(tiny_model["full"], dtype="float32")).named_parameters())
+    policy = thinker_of(trainer.accelerator.unwrap_model(trainer.model))
+    assert type(policy).__name__ == type(thinker_of(built.model)).__name__
+    for name, parameter in policy.named_parameters():
+        torch.testing.assert_close(parameter, start[name], msg=name)
+    moved = dict(other.named_parameters())
+    for name, parameter in trainer.ref_model.named_parameters():
+        torch.testing.assert_close(parameter, moved[name], msg=name)
+
+
 def test_kl_reference_can_be_another_model(tiny_model, tiny_qwen3_model, records, tmp_path):
     """`ref_model_name_or_path`: the KL term's reference is that folder's thinker, towers included (the policy's
     cached encoder outputs are not its own), not the stage's starting model. Misuse fails early."""
