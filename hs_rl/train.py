@@ -75,6 +75,29 @@ def load_probe_records(data_args: DataArguments, output_dir: Path, is_main: bool
             for name, path in probes.items()}
 
 
+def check_same_records_on_every_process(config, records: list, probes: dict[str, list]) -> None:
+    """Every process validated the data on its own: with `skip_invalid`, media that differ between nodes (node-local
+    copies) or change during start-up would give processes different record lists, hence different step counts
+    (a hang at the end) or silently different data. Compare a digest of the ids in order, collectively."""
+    if config.world_size <= 1:  # (this also sets up the run's process group, as the trainer will)
+        return
+    import hashlib
+
+    from accelerate.utils import gather_object
+
+    from hs_rl.errors import UserError
+
+    digest = hashlib.sha256("\n".join(
+        [r.id for r in records] + [f"{name}:{r.id}" for name, rows in sorted(probes.items()) for r in rows]
+    ).encode()).hexdigest()
+    digests = gather_object([(len(records), digest)])
+    if len(set(digests)) > 1:
+        counts = ", ".join(f"process {rank}: {count}" for rank, (count, _) in enumerate(digests))
+        raise UserError(f"the processes read different training records ({counts}): each validates the data on "
+                        "its own, so the media must be the same files on every node; run `hs-rl validate-data` on "
+                        "each node, or fix the files and drop skip_invalid")
+
+
 def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: OmniModelConfig):
     """Every object of a stage, checked in order of cost: paths, data, rewards, then weights."""
     from accelerate import PartialState
@@ -109,6 +132,7 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
         raise ValueError(f"probe_datasets {sorted(probes)}: set eval_strategy: steps and eval_steps: N to measure "
                          f"them every N steps (eval_strategy is 'no')")
     everything = records + replayed + [r for probe in probes.values() for r in probe]
+    check_same_records_on_every_process(config, records + replayed, probes)
     check_prompt_source(everything, data_args.prompt_source, data_args.think)
     check_model_modalities(model_args.model_name_or_path, {r.modality for r in everything})
     reward_counter: dict[str, int] = {}

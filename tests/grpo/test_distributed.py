@@ -136,3 +136,40 @@ def test_which_towers_run_is_the_same_on_every_rank(tiny_model):
     assert rule(1, sharded=False, asked=None) is False  # one process: nothing to match
     with pytest.raises(UserError, match="trained audio tower"):
         rule(2, sharded=False, asked=False)
+
+
+DIFFERENT_RECORDS = '''
+import sys
+from transformers import TrainingArguments
+from hs_rl.data.records import Record
+from hs_rl.errors import UserError
+from hs_rl.train import check_same_records_on_every_process
+
+config = TrainingArguments(output_dir=sys.argv[1], use_cpu=True, ddp_backend="gloo", report_to=[])
+rank = config.process_index
+make = lambda i: Record(id=f"r{i}", task_type="t", modality="audio", question="q?", question_type="single_choice",
+                        answer="A", options=["A. x", "B. y"], audio="a.wav")
+records = [make(i) for i in range(3 if rank == 0 else 2)]
+check_same_records_on_every_process(config, [make(i) for i in range(3)], {})  # the same lists: no error
+try:
+    check_same_records_on_every_process(config, records, {})
+except UserError as error:
+    print(f"rank {rank}: {error}")
+    sys.exit(0)
+sys.exit(3)
+'''
+
+
+@pytest.mark.slow
+def test_processes_that_read_different_records_stop_together(tmp_path):
+    """With skip_invalid, a clip readable on one node and not another gives the processes different records: every
+    process stops with the same one-line error before any weight loads, instead of a hang at the end of the run."""
+    script = tmp_path / "different_records.py"
+    script.write_text(DIFFERENT_RECORDS)
+    result = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+                             str(script), str(tmp_path / "out")], capture_output=True, text=True, timeout=180,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for rank in (0, 1):
+        assert f"rank {rank}: the processes read different training records (process 0: 3, process 1: 2)" \
+            in result.stdout, result.stdout
