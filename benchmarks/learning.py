@@ -77,7 +77,9 @@ def child(args) -> None:
         "--config", str(STAGE), "--model_name_or_path", str(base), "--ref_model_name_or_path", str(base),
         "--dataset", str(dataset),
         "--output_dir", str(out), "--save_strategy", "no", "--report_to", "none", "--completions_log", "false",
-        "--resume_from_checkpoint", "none", *(["--max_steps", str(args.steps)] if args.steps else [])])
+        "--resume_from_checkpoint", "none", *(["--max_steps", str(args.steps)] if args.steps else []),
+        "--probe_datasets", "", "--eval_strategy", "no", "--eval_on_start", "false"])  # no probes: the held-out
+    # questions are measured after training, the same way for both modes
     trainer = build_trainer(data_args, config, model_args)
     if args.mode == "plain_trl":
         plain_trl_loss_forward(trainer)

@@ -34,3 +34,24 @@ def check_choices(options: Any) -> None:
                 close = difflib.get_close_matches(str(value), [str(a) for a in allowed], n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else ""
                 raise ValueError(f"{name} must be one of {', '.join(map(repr, allowed))}, got {value!r}{hint}")
+
+
+def mapping_option(value: Any, option: str, example: str) -> dict | None:
+    """A `{KEY: VALUE}` option as a dict: a YAML mapping, or a YAML/JSON string from the command line; None, '' and
+    {} mean unset. Anything else is a UserError naming the option with an example of the form."""
+    from hs_rl.errors import UserError
+
+    if value is None or value == "" or value == {}:
+        return None
+    if isinstance(value, str):
+        import yaml
+
+        try:
+            value = yaml.safe_load(value)
+        except yaml.YAMLError:
+            value = "not YAML"
+        if value is None:
+            return None
+    if not isinstance(value, dict):
+        raise UserError(f"{option}: expected a mapping, e.g. {example}; got {value!r}")
+    return value

@@ -10,6 +10,9 @@ stage, read from the stage's `progress.json` (hs_rl.progress), and a failed stag
 writes `OUTPUT_DIR/pipeline.json` (the stages in order) and `STAGE_FAILED.json` in a stage that failed, so that
 `hs-rl status OUTPUT_DIR` can tell every stage's state from the files alone.
 
+A stage entry's `replay: {EARLIER_STAGE: FRACTION}` mixes that share of an earlier stage's records into the stage's
+own (hs_rl.data.replay): the pipeline passes the earlier stage's dataset, as that stage resolves it, in `replay`.
+
 Overrides: `--override KEY=VALUE` applies to every stage, `--override STAGE.KEY=VALUE` to one; KEY is any
 option of `hs-rl train` (a stage YAML key), VALUE is passed on as written (space-separated for lists).
 

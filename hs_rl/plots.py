@@ -1,8 +1,9 @@
 """Training curves of a run, drawn from its `log_history.json`: `hs-rl plot OUTPUT_DIR [OUTPUT_DIR ...]`.
 
 One PNG per stage at `<stage output_dir>/report/curves.png` (a stable path other commands can name): the
-reward, each reward's mean, KL, completion length and clip ratio against the step. A pipeline's root is
-accepted too: every stage folder under it that has a `log_history.json` gets its picture.
+reward, each reward's mean, KL, completion length and clip ratio against the step, and, for a stage with
+`probe_datasets` (hs_rl.data.probes), each probe's accuracy at every evaluation: an earlier skill lost shows there.
+A pipeline's root is accepted too: every stage folder under it that has a `log_history.json` gets its picture.
 """
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def _smooth(values: list[float], window: int) -> list[float]:
 
 
 def plot_history(history: list[dict], path: str | Path, title: str = "") -> Path:
-    """Draw the five panels of one stage's log history into `path`."""
+    """Draw the five panels of one stage's log history into `path` (six with probes)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -50,7 +51,19 @@ def plot_history(history: list[dict], path: str | Path, title: str = "") -> Path
     panels = [first, ("per-reward means", reward_keys), ("KL to reference", ["kl"]),
               ("completion length (tokens)", ["completions/mean_length"]), ("clip ratio", clip_keys)]
     window = max(1, len(steps) // 20)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.2))
+    from hs_rl.data.probes import probe_series
+
+    probes = probe_series(history)
+    fig, axes = plt.subplots(1, len(panels) + bool(probes), figsize=(4.0 * (len(panels) + bool(probes)), 3.2))
+    if probes:  # evaluations are few (every eval_steps): points joined, not smoothed
+        ax = axes[-1]
+        for name, points in probes.items():
+            ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=name)
+        ax.set_title("held-out probes: accuracy", fontsize=10)
+        ax.set_xlabel("step")
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     for ax, (name, keys) in zip(axes, panels):
         for key in keys:
             x, y = _series(steps, key)

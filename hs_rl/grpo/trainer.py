@@ -32,6 +32,9 @@ which tests/grpo/test_trl_contract.py checks against the installed TRL in a seco
   records, not those twin rows).
 - `_get_eval_sampler`, `evaluate`, `log`: evaluation sets (probes) sampled over their media rows only, and
   TRL's eval metrics named after the set they come from (`eval_NAME_...`).
+- `_get_eval_sampler`, `evaluate`, `log`: held-out probes (`probe_datasets`, a dict `eval_dataset`) are sampled
+  from their media rows only, and TRL's eval metrics are named after the probe (`eval_NAME_rewards/...`; TRL would
+  log every set under the same `eval_rewards/...`).
 A `ProgressRecorder` callback (hs_rl.grpo.progress_recorder) keeps OUTPUT_DIR/progress.json current for the
 console and `hs-rl status`.
 

@@ -25,6 +25,13 @@ TARGETS = {("stage1_video", "video"): 0.9, ("stage2_audio", "audio"): 0.9, ("sta
            ("stage3_video_audio", "video_audio"): 0.9}
 # the base is at chance when the probability it gives the right letter is within this of chance (1 in 4)
 BASE_MARGIN = 0.15
+FORMAT_TARGET = 0.95  # share of well-formed held-out answers, every trained model
+TRAINED_MODELS = ("base", *STAGE_MODALITIES)
+# held-out questions per family each stage is measured on while it trains (`probe_datasets`): the first ones of the
+# family's held-out set, two per class
+PROBE_SIZE = 8
+# what the table's first block says a right-letter probability means
+KNOWS = 0.8
 
 
 @dataclass
@@ -61,7 +68,7 @@ def prepare_inputs(root: Path, seed: int = 0, preset: str = DEMO_PRESET,
     from hs_rl.data.convert import convert_file
     from hs_rl.data.records import write_records
     from hs_rl.grpo.families import family_of_dir
-    from hs_rl.tools.curriculum import make_curriculum
+    from hs_rl.tools.curriculum import heldout_records, make_curriculum
     from hs_rl.tools.tiny_model import make_tiny_model
 
     model = Path(make_tiny_model(root / "model", preset=preset, family=family)["full"])  # reused when complete
@@ -70,6 +77,9 @@ def prepare_inputs(root: Path, seed: int = 0, preset: str = DEMO_PRESET,
                          f"--output_dir")
     data = make_curriculum(root / "data" / "curriculum", seed=seed)
     datasets = {name: root / "data" / f"{name}.jsonl" for name in STAGE_MODALITIES}
+    for family, path in probe_paths(root).items():
+        if not path.is_file():
+            write_records(heldout_records(data["root"], family)[:PROBE_SIZE], path)
     if not all(p.is_file() for p in datasets.values()):
         records = convert_file(data["train_json"], media_root=data["root"])
         for name, modality in STAGE_MODALITIES.items():
@@ -78,6 +88,11 @@ def prepare_inputs(root: Path, seed: int = 0, preset: str = DEMO_PRESET,
                 raise ValueError(f"the curriculum has no {modality} records for {name}")
             write_records(chosen, datasets[name])  # atomic: a kill leaves no half dataset
     return model, datasets
+
+
+def probe_paths(root: Path) -> dict[str, Path]:
+    """Each family's probe: a few held-out questions the stages are measured on while they train."""
+    return {family: root / "data" / f"probe_{family}.jsonl" for family in STAGE_MODALITIES.values()}
 
 
 def stage_settings(pipeline: str) -> dict:
@@ -203,34 +218,76 @@ def learning_table(root: Path, models: dict[str, Path], settings: dict | None = 
     return table
 
 
+FAMILY_COLUMNS = {"video": "video", "audio": "audio", "video_audio": "video+audio"}
+LABELS = {"base": "base (after format warm-up)", "plain_trl": "stage1, TRL's loss (no media)"}
+
+
+def reading(probability: float, chance: float) -> str:
+    """What a right-letter probability says a model knows: `knows`, `chance` or `partly`."""
+    if probability >= KNOWS:
+        return "knows"
+    return "chance" if abs(probability - chance) <= BASE_MARGIN else "partly"
+
+
+def missed_targets(table: dict) -> list[str]:
+    """Every target of the learning table a model misses, one line each (empty: all met).
+
+    The base is judged by the right letter's probability (at chance: within BASE_MARGIN of 0.25; its greedy pick
+    among four near-equal letters is luck), the stages by greedy held-out accuracy (TARGETS), every model by its
+    share of well-formed answers (FORMAT_TARGET)."""
+    missed = []
+    right, accuracy = table["right_letter_probability"], table["accuracy"]
+    for family, chance in table["chance"].items():
+        if "base" in right and abs(right["base"][family] - chance) > BASE_MARGIN:
+            missed.append(f"base {family}: right-letter probability {right['base'][family]:.2f}, not within "
+                          f"{BASE_MARGIN} of chance {chance}")
+    for (model, family), target in TARGETS.items():
+        value = accuracy.get(model, {}).get(family)
+        if value is None or value < target:
+            missed.append(f"{model} {family}: accuracy {'–' if value is None else f'{value:.2f}'} < {target}")
+    for model, cells in accuracy.items():
+        if model in TRAINED_MODELS and (cells.get("format") is None or cells["format"] < FORMAT_TARGET):
+            missed.append(f"{model} format: {cells.get('format')} < {FORMAT_TARGET}")
+    return missed
+
+
 def format_learning_table(table: dict) -> str:
-    """The table `hs-rl demo` ends with; a target a model misses is marked with `!`."""
+    """The table `hs-rl demo` ends with: first what each model knows (from the probability it gives the right
+    letter: what it samples, not luck of greedy ties), then greedy accuracy with `!` on a missed target, then the
+    targets' verdict."""
+    chance = table["chance"]
+    right = table["right_letter_probability"]
+    head = "".join(f"{name:>14}" for name in FAMILY_COLUMNS.values())
+    lines = [f"what each model knows on held-out questions (probability of the right letter; chance "
+             f"{chance['video']:.2f}; knows: >= {KNOWS})",
+             f"{'':<32}{head}{'format':>9}"]
+    for model, cells in right.items():
+        fmt = table["accuracy"].get(model, {}).get("format")
+        lines.append(f"{LABELS.get(model, model):<32}"
+                     + "".join(f"{reading(cells[k], chance[k]) + ' ' + f'{cells[k]:.2f}':>14}" for k in FAMILY_COLUMNS)
+                     + (f"{fmt:>9.2f}" if fmt is not None else f"{'–':>9}"))
+
     def cell(model: str, key: str) -> str:
         value = table["accuracy"][model].get(key)
         if value is None:
-            return f"{'–':>12}"
+            return f"{'–':>14}"
         miss = (model, key) in TARGETS and value < TARGETS[(model, key)]
-        if model == "base" and key != "format":  # at chance: judged by the letter it would sample, not greedy luck
-            miss = abs(table["right_letter_probability"]["base"][key] - table["chance"][key]) > BASE_MARGIN
-        return f"{value:>11.2f}{'!' if miss else ' '}"
+        return f"{value:>13.2f}{'!' if miss else ' '}"
 
-    labels = {"base": "base (after format warm-up)", "plain_trl": "stage1, TRL's loss (no media)"}
-    lines = [f"{'accuracy on held-out questions':<32}{'video':>12}{'audio':>12}{'video+audio':>12}{'format':>12}"]
+    lines += ["", "greedy accuracy (what `hs-rl eval` scores; `!` marks a missed target)", f"{'':<32}{head}"]
     for model in table["accuracy"]:
-        name = labels.get(model, model)
-        lines.append(f"{name:<32}" + "".join(cell(model, k) for k in ("video", "audio", "video_audio", "format")))
-    chance = table["chance"]
-    lines.append(f"{'chance':<32}" + "".join(f"{chance[k]:>11.2f} " for k in ("video", "audio", "video_audio")))
-    lines.append("\nprobability of the right letter after <answer> (what the model samples; chance 0.25)")
-    for model, cells in table["right_letter_probability"].items():
-        lines.append(f"{labels.get(model, model):<32}"
-                     + "".join(f"{cells[k]:>11.2f} " for k in ("video", "audio", "video_audio")))
+        if model == "base":  # its greedy answers among four near-equal letters are luck: the first block says it
+            continue
+        lines.append(f"{LABELS.get(model, model):<32}" + "".join(cell(model, k) for k in FAMILY_COLUMNS))
+    missed = missed_targets(table)
+    lines += ["", "targets: every one met" if not missed else f"targets missed ({len(missed)}): " + "; ".join(missed)]
     return "\n".join(lines)
 
 
 def run_demo(args: DemoArguments) -> int:
     """Build what is missing, warm the format up, run the demo pipeline, evaluate, print the learning table."""
     import os
+    import shlex
     import time
 
     from hs_rl.cli import read_config
@@ -259,6 +316,10 @@ def run_demo(args: DemoArguments) -> int:
     # a stage anchoring its KL term to the warm-up's model names it by the default output_dir: point it at this run's
     overrides += [f"{s.name}.ref_model_name_or_path={base}" for s in spec.stages
                   if read_config(s.config).get("ref_model_name_or_path")]
+    # the probes a stage YAML names (experiments/demo/data/probe_FAMILY.jsonl) are this run's
+    probes = probe_paths(root)
+    overrides += [f"{s.name}.probe_datasets=" + shlex.quote(json.dumps({name: str(probes[name]) for name in named}))
+                  for s in spec.stages if (named := read_config(s.config).get("probe_datasets"))]
     overrides += list(args.override)
     code = run_pipeline(PipelineArguments(pipeline=args.pipeline, output_dir=str(root),
                                           model_name_or_path=str(base), override=overrides))

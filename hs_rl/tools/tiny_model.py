@@ -38,8 +38,9 @@ PRESETS = {
                  init=0.3),
     # what `hs-rl demo` trains: a little more room than `tiny`, init 0.1 (its format warm-up, not the init, makes the
     # first samples differ; at 0.02 a supervised check learned the curriculum half as fast), so that GRPO learns
-    # the curriculum in a minute or two per stage on CPU
-    "demo": dict(hidden=64, layers=2, heads=4, kv_heads=2, intermediate=128, v_hidden=32, v_depth=1, v_heads=2,
+    # the curriculum in a minute or two per stage on CPU. Text attention heads of 32 (2 heads, 1 kv head: the same
+    # q/kv widths as 4 heads of 16 with 2 kv heads): vLLM's CPU attention refuses head sizes under 32
+    "demo": dict(hidden=64, layers=2, heads=2, kv_heads=1, intermediate=128, v_hidden=32, v_depth=1, v_heads=2,
                  v_intermediate=64, a_hidden=32, a_layers=1, a_heads=2, a_ffn=64, vocab=640, init=0.1),
     # ~30M parameters; the 7B model's ratios (vision ~ 675M : audio ~ 640M : LM ~ 7B) scaled down
     "small": dict(hidden=512, layers=6, heads=8, kv_heads=2, intermediate=1536, v_hidden=256, v_depth=4, v_heads=4,

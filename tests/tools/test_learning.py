@@ -1,7 +1,8 @@
 """It learns: GRPO on the demo curriculum moves held-out accuracy from chance, through the media, and keeps it.
 
-Seeded end to end (curriculum, model, warm-up, stages); the thresholds leave a margin under what these seeds
-reach (README, "Does it learn?"), so the tests do not flake. Chance is 0.25 (4 options).
+Seeded end to end (curriculum, model, warm-up, stages). The tests assert the demo's own targets
+(hs_rl.tools.demo.missed_targets: what the README promises on any machine, within the spread over seeds), not one
+machine's numbers: float reductions differ between machines and sampling follows them. Chance is 0.25 (4 options).
 """
 from __future__ import annotations
 
@@ -50,39 +51,41 @@ def demo_run(tmp_path_factory):
 
 
 def test_each_stage_learns_its_family_and_keeps_the_earlier_ones(demo_run):
+    """Every target of the table: base at chance (by the right letter's probability), stage 1 video >= 0.9, stage 2
+    audio >= 0.9 and video >= 0.85, stage 3 every family >= 0.9, format >= 0.95."""
+    from hs_rl.tools.demo import missed_targets
+
     _, table = demo_run
-    accuracy = table["accuracy"]
-    right = table["right_letter_probability"]  # what the model samples: "at chance" for an undecided model
     assert table["chance"] == {"video": 0.25, "audio": 0.25, "video_audio": 0.25}
-    assert all(abs(right["base"][family] - 0.25) <= 0.1 for family in table["chance"]), right["base"]
-    assert accuracy["base"]["format"] >= 0.9  # the warm-up taught the format, not the answers
-    assert accuracy["stage1_video"]["video"] >= 0.9 and right["stage1_video"]["video"] >= 0.9
-    assert abs(right["stage1_video"]["audio"] - 0.25) <= 0.1  # stage 1 saw no audio question
-    assert accuracy["stage2_audio"]["audio"] >= 0.85
-    assert accuracy["stage2_audio"]["video"] >= 0.85  # the second stage kept the first stage's skill
-    for family in ("video", "audio", "video_audio"):  # the third learnt its own and kept both earlier skills
-        assert accuracy["stage3_video_audio"][family] >= 0.85, (family, accuracy["stage3_video_audio"])
+    assert missed_targets(table) == []
 
 
-def test_learning_table_and_curves_are_written(demo_run):
+def test_learning_table_curves_and_probes_are_written(demo_run):
+    from hs_rl.data.probes import probe_series
     from hs_rl.tools.demo import format_learning_table
 
     root, table = demo_run
     assert set(table["accuracy"]) == {"base", "stage1_video", "stage2_audio", "stage3_video_audio"}
     assert set(table["accuracy"]["stage1_video"]) == {"video", "audio", "video_audio", "format"}
     assert set(table["right_letter_probability"]) == set(table["accuracy"])
-    printed = format_learning_table(table).split("probability of the right letter")[1]  # the second block
-    base = next(line for line in printed.splitlines() if line.startswith("base"))
-    assert base.split()[-3:] == [f"{table['right_letter_probability']['base'][k]:.2f}"
-                                 for k in ("video", "audio", "video_audio")]
-    assert "base (after format warm-up)" in format_learning_table(table)
-    for name in ("stage1_video", "stage2_audio", "stage3_video_audio"):
-        logged = [h for h in json.loads((root / name / "log_history.json").read_text()) if "reward" in h]
+    printed = format_learning_table(table).splitlines()
+    base = next(line for line in printed if line.startswith("base (after format warm-up)"))  # the first block
+    assert base.split()[4:10] == [word for k in ("video", "audio", "video_audio")
+                                  for word in ("chance", f"{table['right_letter_probability']['base'][k]:.2f}")]
+    assert printed[-1] == "targets: every one met"
+    for name, probes in (("stage1_video", {"video"}), ("stage2_audio", {"video", "audio"}),
+                         ("stage3_video_audio", {"video", "audio", "video_audio"})):
+        history = json.loads((root / name / "log_history.json").read_text())
+        logged = [h for h in history if "reward" in h]
         last = [h["rewards/format_reward/mean"] for h in logged[-10:]]
         assert sum(last) / len(last) >= 0.95, (name, last)  # well-formed answers to the end of every stage
+        series = probe_series(history)  # measured from the start and every 25 steps, each earlier family too
+        assert set(series) == probes and all(points[0][0] == 0 and len(points) >= 4 for points in series.values())
         picture = root / name / "report" / "curves.png"
         assert picture.is_file() and picture.read_bytes()[:4] == b"\x89PNG"
     assert (root / "report" / "tasks.png").stat().st_size > 0
+    progress = json.loads((root / "stage3_video_audio" / "progress.json").read_text())
+    assert [d["records"] for d in progress["replay"]] == [16, 16]  # a quarter of stage 3's 64, from each earlier
 
 
 def test_without_media_in_the_loss_it_stays_at_chance(demo_run, monkeypatch, tmp_path):
@@ -102,7 +105,8 @@ def test_without_media_in_the_loss_it_stays_at_chance(demo_run, monkeypatch, tmp
         "--config", str(STAGE1), "--model_name_or_path", str(root / "base" / "final"),
         "--ref_model_name_or_path", str(root / "base" / "final"),
         "--dataset", str(root / "data" / "stage1_video.jsonl"), "--output_dir", str(tmp_path / "run"),
-        "--save_strategy", "no", "--report_to", "none", "--resume_from_checkpoint", "none"])
+        "--save_strategy", "no", "--report_to", "none", "--resume_from_checkpoint", "none",
+        "--probe_datasets", "", "--eval_strategy", "no", "--eval_on_start", "false"])  # no probes: trained alone
     trainer = build_trainer(data_args, config, model_args)
     trainer.train()
     thinker, processor, data = thinker_of(trainer.model), trainer.processing_class, root / "data" / "curriculum"
