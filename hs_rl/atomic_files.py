@@ -5,9 +5,11 @@ validation cache, dumped prompts, checkpoint and export markers, the pipeline's 
 """
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 
 def atomic_write(path: str | Path, text: str | Iterable[str]) -> None:
@@ -39,3 +41,14 @@ def fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def read_json_dict(path: str | Path) -> dict[str, Any] | None:
+    """A JSON object written by `atomic_write` (a record, a marker), or None: missing, unreadable, or not an object.
+
+    Readers poll files other processes replace; None lets each one say what a missing record means."""
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

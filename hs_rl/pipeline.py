@@ -42,7 +42,7 @@ from typing import Any
 
 import yaml
 
-from hs_rl.atomic_files import atomic_write
+from hs_rl.atomic_files import atomic_write, read_json_dict
 from hs_rl.errors import ERROR_FILE_ENV, UserError
 from hs_rl.grpo.export import FINAL_DIR, is_exported
 from hs_rl.progress import StageConsole, write_json_atomic
@@ -291,10 +291,7 @@ def stage_settings(stage: StageSpec, options: dict[str, Any], chained: bool = Fa
 
 def changed_settings(stage_dir: Path, now: dict[str, Any]) -> list[str] | None:
     """The keys whose value differs from those the done stage was trained with (None: its marker does not say)."""
-    try:
-        before = json.loads((stage_dir / DONE).read_text()).get("settings")
-    except (OSError, ValueError):
-        return None
+    before = (read_json_dict(stage_dir / DONE) or {}).get("settings")
     if not isinstance(before, dict):
         return None
     merged_before = {**before.get("config", {}), **before.get("options", {})}

@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from hs_rl.atomic_files import atomic_write
+from hs_rl.atomic_files import atomic_write, read_json_dict
 
 PROGRESS_FILE = "progress.json"
 HEARTBEAT_S = 30.0
@@ -43,11 +43,7 @@ def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
 
 def read_progress(stage_dir: str | Path) -> dict[str, Any] | None:
     """A stage's progress record, or None when there is none (or it cannot be read right now)."""
-    try:
-        data = json.loads((Path(stage_dir) / PROGRESS_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json_dict(Path(stage_dir) / PROGRESS_FILE)
 
 
 # ---- reading --------------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hs_rl.atomic_files import read_json_dict
 from hs_rl.grpo.checkpoints import checkpoints, newest_complete_checkpoint
 from hs_rl.grpo.export import FINAL_DIR, is_exported
 from hs_rl.pipeline import DONE, FAILED, LOG, PIPELINE_RECORD
@@ -58,14 +59,6 @@ class StageStatus:
     details: list[str] = field(default_factory=list)
 
 
-def _read_json(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
 def _looks_like_stage(folder: Path) -> bool:
     return folder.is_dir() and (any((folder / name).exists() for name in
                                     (PROGRESS_FILE, DONE, FAILED, LOG, FINAL_DIR, "log_history.json"))
@@ -74,7 +67,7 @@ def _looks_like_stage(folder: Path) -> bool:
 
 def stage_folders(root: Path) -> list[tuple[str, Path]]:
     """The stages under `root` in pipeline order (pipeline.json), or `root` itself when it is one stage's folder."""
-    record = _read_json(root / PIPELINE_RECORD)
+    record = read_json_dict(root / PIPELINE_RECORD)
     if record and isinstance(record.get("stages"), list):
         return [(str(name), root / str(name)) for name in record["stages"]]
     if _looks_like_stage(root):
@@ -99,7 +92,7 @@ def stage_status(name: str, folder: Path, stale_after: float | None = None, now:
     """The state of one stage and the lines that explain it (module docstring: the rules)."""
     now = now or time.time()
     record = read_progress(folder)
-    failed = _read_json(folder / FAILED)
+    failed = read_json_dict(folder / FAILED)
     exported = is_exported(folder / FINAL_DIR)
     # a run stopped by Ctrl-C said so itself (hs_rl.grpo.progress_recorder): no need to wait for its heartbeat to age
     stopped = record is not None and record.get("state") == "interrupted"

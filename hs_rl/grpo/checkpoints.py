@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from hs_rl.atomic_files import atomic_write
+from hs_rl.atomic_files import atomic_write, read_json_dict
 from hs_rl.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -225,11 +225,7 @@ def checkpoint_step(checkpoint: str | Path) -> int | None:
 
 def read_marker(checkpoint: str | Path) -> dict[str, Any] | None:
     """The completion marker's contents, or None (no marker, or unreadable)."""
-    try:
-        data = json.loads((Path(checkpoint) / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json_dict(Path(checkpoint) / MARKER)
 
 
 def mark_complete(trainer, trial) -> None:
