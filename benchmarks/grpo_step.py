@@ -4,6 +4,7 @@
     python benchmarks/grpo_step.py --quick            # tiny + small presets, G=8, 3 measured steps, < 5 min on 2 cores
     python benchmarks/grpo_step.py --steps 8          # more measured steps
     python benchmarks/grpo_step.py --family qwen3_omni --quick   # the same on tiny/small Qwen3-Omni presets
+    python benchmarks/grpo_step.py --quick --presets small --modes trl,ours,vllm   # + vLLM rollouts (vLLM installed)
 
 With `--family qwen3_omni` the router aux loss is off in every mode (`router_aux_loss_coef: 0`: the baselines
 compute none, so all do the same work); ours runs the plain per-row forward there (packed groups refuse
@@ -42,6 +43,13 @@ Modes:
   reference model that holds the policy's frozen towers instead of a copy (`reference_shares_frozen`; the
   baselines keep TRL's full copy).
 - `ours_noshare` (`--recipe`) — the same trainer with `shared_prefix: false`: what packing alone buys.
+- `vllm` (`--modes ...,vllm`) — the same trainer with `use_vllm: true`: each step's G completions per prompt come
+  from a vLLM engine in the mode's process (hs_rl.omni.vllm_engine), the policy's weights pushed into it before each
+  generation; everything else is ours. Its generation phase includes the push (printed apart, with the engine's
+  log-prob drift from the trainer's). The same tokens are kept out of its samples as in the other modes (min_tokens
+  = the completion length, a -100 logit bias on the media ids). vLLM's CPU attention needs heads of 32 or more:
+  presets `demo`, `small`, `recipe`, not `tiny`. Run the parent with a Python that has vLLM (every mode then runs on
+  it); on CPU the engine is vLLM's CPU build, so its figures say nothing about GPU speed.
 
 `--recipe`: the stage YAMLs' settings scaled to a CPU — gradient checkpointing on in every mode, one group of
 G=8 per micro-batch (one prompt per step), beta 0.1, loss grpo, prompt/completion ≈ 6 with media filling most of
@@ -91,6 +99,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 PHASES = ("media", "generation", "ref", "logps", "backward", "optimizer", "rewards", "other")
 MODES = ("upstream", "trl", "ours")
 RECIPE_MODES = ("trl", "ours_noshare", "ours")
+VLLM_MODE = "vllm"  # ours with use_vllm: true, only when asked (--modes)
+ALL_MODES = (*MODES, "ours_noshare", VLLM_MODE)
 STEP_TAG, DONE_TAG = "@@STEP ", "@@DONE "
 
 
@@ -141,8 +151,9 @@ def prepare(workdir: Path, preset: str, prompts_needed: int, family: str = "qwen
 
 
 def make_trainer(model_dir: Path, data_file: Path, out: Path, args, workers: int, shared_prefix: bool = True,
-                 reference_shares_frozen: bool = True):
-    from hs_rl.grpo.config import DataArguments, OmniGRPOConfig, OmniModelConfig
+                 reference_shares_frozen: bool = True, use_vllm: bool = False):
+    from hs_rl.data.arguments import DataArguments
+    from hs_rl.grpo.config import OmniGRPOConfig, OmniModelConfig
     from hs_rl.train import build_trainer
 
     data = DataArguments(dataset=str(data_file), video_max_frames=args.frames, video_max_pixels=25088,
@@ -155,20 +166,41 @@ def make_trainer(model_dir: Path, data_file: Path, out: Path, args, workers: int
         gradient_checkpointing=bool(args.recipe), dataloader_num_workers=workers, completions_log=False,
         temperature=1.0, disable_tqdm=True, shared_prefix=shared_prefix,
         reference_shares_frozen=reference_shares_frozen,
-        router_aux_loss_coef=0.0 if args.family == "qwen3_omni" else None)
+        router_aux_loss_coef=0.0 if args.family == "qwen3_omni" else None,
+        **({"use_vllm": True, "vllm_mode": "colocate", "vllm_max_model_length": 4096} if use_vllm else {}))
     model = OmniModelConfig(model_name_or_path=str(model_dir), dtype="float32")
     trainer = build_trainer(data, config, model)
     # A random model samples media placeholder/boundary ids; a plain HF forward would then count them as media slots.
     # Suppressed in every mode alike, so the baselines' forwards stay valid and all modes sample the same way.
     # EOS is suppressed too: every completion is max_completion_length tokens long in every mode.
-    from hs_rl.grpo.families import get_family
+    from hs_rl.tools.tiny_model import tiny_family
 
     tokenizer = trainer.processing_class.tokenizer
-    special = get_family(args.family).special_tokens.values()
+    special = tiny_family(args.family).special_tokens.values()
     suppressed = {tokenizer.convert_tokens_to_ids(t) for t in special} | set(trainer.eos_token_ids)
     suppressed |= {tokenizer.eos_token_id, tokenizer.pad_token_id}
-    trainer.generation_config.suppress_tokens = sorted(i for i in suppressed if i is not None)
+    suppressed = sorted(i for i in suppressed if i is not None)
+    if use_vllm:  # TRL builds no generation_config then: the engine gets the rule through its SamplingParams
+        _suppress_in_vllm(suppressed)
+    else:
+        trainer.generation_config.suppress_tokens = suppressed
     return trainer
+
+
+def _suppress_in_vllm(token_ids: list[int]) -> None:
+    """The same sampling rule for the vLLM engine: every completion max_tokens long (min_tokens holds back EOS and the
+    stop ids) and no media placeholder or boundary id sampled (logit bias -100). The engine builds its
+    SamplingParams from `vllm.SamplingParams` at each call, so wrapping that name is enough."""
+    import vllm
+
+    params = vllm.SamplingParams
+
+    def fixed_length(*a, **k):
+        k["min_tokens"] = k.get("max_tokens") or 0
+        k["logit_bias"] = {int(t): -100.0 for t in token_ids}
+        return params(*a, **k)
+
+    vllm.SamplingParams = fixed_length
 
 
 def _prompt_options(args) -> dict:
@@ -377,7 +409,8 @@ def run_ours(trainer, args, protocol: Protocol, body: BodyCounter) -> tuple[list
 
     class StepTimer(TrainerCallback):
         def on_train_begin(self, *a, **k):
-            trainer.generation_config.max_new_tokens = WARMUP_COMPLETION
+            if not trainer.use_vllm:  # vllm: the warm-up samples max_completion_length tokens (it is not measured)
+                trainer.generation_config.max_new_tokens = WARMUP_COMPLETION
             protocol.wait()
             state["last"] = time.perf_counter()
             state["body"] = body.snapshot()
@@ -397,8 +430,13 @@ def run_ours(trainer, args, protocol: Protocol, body: BodyCounter) -> tuple[list
             now_body = body.snapshot()
             step = {"step_time": total, "phases": phases, "tokens": tokens["n"] - state["tokens"],
                     "packed": float(packed[-1]) if packed else 0.0, "body": body.delta(now_body, state["body"])}
+            if trainer.use_vllm:  # this step's push (inside generation) and the engine's log-prob drift
+                metrics = trainer._metrics["train"]
+                step["vllm"] = {key: float(metrics[f"vllm/{key}"][-1]) for key in
+                                ("push_seconds", "logprob_diff_mean", "logprob_diff_max") if metrics.get(f"vllm/{key}")}
             steps.append(step)
-            trainer.generation_config.max_new_tokens = args.completion  # after the warm-up: the measured length
+            if not trainer.use_vllm:
+                trainer.generation_config.max_new_tokens = args.completion  # after the warm-up: the measured length
             protocol.report(step)
             protocol.wait()
             state.update(last=time.perf_counter(), snap=dict(clock.t), tokens=tokens["n"], body=body.snapshot())
@@ -480,7 +518,7 @@ def run_baseline(trainer, records, args, mode: str, protocol: Protocol,
     import torch
 
     from hs_rl.data.prompt_media import prepare_prompt
-    from hs_rl.grpo.omni_inputs import thinker_of
+    from hs_rl.omni.inputs import thinker_of
 
     policy = thinker_of(trainer.model)
     ref = trainer.ref_model
@@ -603,15 +641,16 @@ def child(args) -> None:
     model_dir, data_file, records = prepare(workdir, args.preset, args.prompts * (args.steps + 1), args.family,
                                             args.recipe)
     out = workdir / f"out-{args.family}-{args.preset}-{args.mode}"
-    ours = args.mode.startswith("ours")
+    ours = args.mode.startswith("ours") or args.mode == VLLM_MODE
     trainer = make_trainer(model_dir, data_file, out, args, workers=1 if ours else 0,
-                           shared_prefix=args.mode != "ours_noshare", reference_shares_frozen=ours)
-    from hs_rl.grpo.config import DataArguments
+                           shared_prefix=args.mode != "ours_noshare", reference_shares_frozen=ours,
+                           use_vllm=args.mode == VLLM_MODE)
+    from hs_rl.data.arguments import DataArguments
 
     trainer._bench_data_args = DataArguments(dataset=str(data_file), video_max_frames=args.frames,
                                              video_max_pixels=25088, video_min_pixels=3136, **_prompt_options(args))
     protocol = Protocol()
-    from hs_rl.grpo.omni_inputs import thinker_of
+    from hs_rl.omni.inputs import thinker_of
 
     body = BodyCounter(thinker_of(trainer.model), None if trainer.ref_model is None else thinker_of(trainer.ref_model))
     if ours:
@@ -641,6 +680,10 @@ def summarize(result: dict) -> dict:
     times = [s["step_time"] for s in measured]
     phases = {p: statistics.fmean(s["phases"][p] for s in measured) for p in PHASES}
     tokens = statistics.fmean(s["tokens"] for s in measured)
+    vllm = {key: statistics.fmean(s["vllm"][key] for s in measured if key in s.get("vllm", {}))
+            for key in ("push_seconds", "logprob_diff_mean") if any(key in s.get("vllm", {}) for s in measured)}
+    if any("logprob_diff_max" in s.get("vllm", {}) for s in measured):
+        vllm["logprob_diff_max"] = max(s["vllm"]["logprob_diff_max"] for s in measured if "vllm" in s)
     body = {part: {k: statistics.fmean(s["body"][part].get(k, 0) for s in measured)
                    for k in set().union(*(s["body"][part] for s in measured))}
             for part in ("tokens", "seconds", "calls")}
@@ -648,7 +691,7 @@ def summarize(result: dict) -> dict:
             "sd": statistics.stdev(times) if len(times) > 1 else 0.0,
             "best": min(times), "phases": phases, "tokens": tokens,
             "packed": min(s.get("packed", 0.0) for s in measured),
-            "peak_mb": result["peak_rss_mb"] + result["peak_private_children_mb"],
+            "peak_mb": result["peak_rss_mb"] + result["peak_private_children_mb"], "vllm": vllm,
             "rollout_tps": tokens / phases["generation"] if phases["generation"] else float("nan")}
 
 
@@ -710,7 +753,10 @@ def _print_mode(preset: str, mode: str, result: dict, s: dict) -> None:
           f" completion {comp_mean:.1f} tok [{min(comp)}-{max(comp)}] (x{prompt_mean / max(comp_mean, 1e-9):.1f}) | "
           f"peak {s['peak_mb']:.0f} MB = {result['peak_rss_mb']:.0f} + workers' own "
           f"{result['peak_private_children_mb']:.0f} (their RSS {result['peak_rss_children_mb']:.0f})"
-          + (f" | shared_prefix={result['shared_prefix']} packed={s['packed']:.0f}" if mode.startswith("ours") else ""),
+          + (f" | shared_prefix={result['shared_prefix']} packed={s['packed']:.0f}"
+             if mode.startswith("ours") or mode == VLLM_MODE else "")
+          + (" | vLLM push {push_seconds:.2f}s of the generation, log-prob |engine - trainer| mean "
+             "{logprob_diff_mean:.1e} max {logprob_diff_max:.1e}".format(**s["vllm"]) if len(s["vllm"]) == 3 else ""),
           flush=True)
     body = s["body"]
     tok, sec, calls = body["tokens"], body["seconds"], body["calls"]
@@ -752,7 +798,10 @@ def main(argv=None) -> int:
     parser.add_argument("--workdir", default="/tmp/hs_rl_bench")
     parser.add_argument("--family", default="qwen2_5_omni", choices=("qwen2_5_omni", "qwen3_omni"),
                         help="model family of the presets")
-    parser.add_argument("--mode", choices=MODES + RECIPE_MODES, help=argparse.SUPPRESS)
+    parser.add_argument("--modes", default=None,
+                        help=f"comma-separated modes to run, of {','.join(ALL_MODES)} (default: upstream,trl,ours; "
+                             "trl,ours_noshare,ours with --recipe); vllm needs vLLM importable")
+    parser.add_argument("--mode", choices=ALL_MODES, help=argparse.SUPPRESS)
     parser.add_argument("--preset", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.steps is None:
@@ -765,7 +814,14 @@ def main(argv=None) -> int:
         child(args)
         return 0
     presets = (args.presets or ("recipe" if args.recipe else "tiny,small")).split(",")
-    modes = RECIPE_MODES if args.recipe else MODES
+    modes = tuple(args.modes.split(",")) if args.modes else (RECIPE_MODES if args.recipe else MODES)
+    unknown = [m for m in modes if m not in ALL_MODES]
+    if unknown:
+        parser.error(f"--modes: unknown {','.join(unknown)} (known: {','.join(ALL_MODES)})")
+    if "ours" not in modes:
+        parser.error("--modes: every figure is a ratio to ours; include it")
+    # the final lines of a comparison are printed only when all of its modes ran
+    full = {"trl", "ours", *(("ours_noshare",) if args.recipe else ("upstream",))} <= set(modes)
     workdir = Path(args.workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     began = time.time()
@@ -785,7 +841,16 @@ def main(argv=None) -> int:
         summaries = {mode: summarize(results[mode]) for mode in modes}
         for mode in modes:
             _print_mode(preset, mode, results[mode], summaries[mode])
-        ours, trl = summaries["ours"], summaries["trl"]
+        ours, trl = summaries["ours"], summaries.get("trl")
+        if VLLM_MODE in summaries:
+            vl = summaries[VLLM_MODE]
+            ratios["vllm_rollout_tps_vs_ours"].append(vl["rollout_tps"] / ours["rollout_tps"])
+            ratios["vllm_step_time_vs_ours"].append(vl["step_time"] / ours["step_time"])
+            print(f"[{preset}] vllm vs ours: rollout tokens/s {vl['rollout_tps'] / ours['rollout_tps']:.2f}x, "
+                  f"step time {vl['step_time'] / ours['step_time']:.2f}x"
+                  + (f"; vllm vs trl: step time {vl['step_time'] / trl['step_time']:.2f}x" if trl else ""), flush=True)
+        if not full:
+            continue
         if args.recipe:
             first = results["ours"]
             lm = first["params"] - first["encoder_params"]
@@ -814,6 +879,11 @@ def main(argv=None) -> int:
     load = os.getloadavg()
     print(f"total wall time {time.time() - began:.0f}s; load average at end {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}; "
           f"final lines = worst over presets {','.join(presets)}")
+    if VLLM_MODE in modes:  # worst over presets: the smallest speed-up, the largest time ratio
+        print(f"vllm_rollout_tps_vs_ours: {min(ratios['vllm_rollout_tps_vs_ours']):.3f}")
+        print(f"vllm_step_time_vs_ours: {max(ratios['vllm_step_time_vs_ours']):.3f}")
+    if not full:
+        return 0
     if args.recipe:
         print(f"recipe_step_speedup_vs_trl: {min(ratios['recipe_step_speedup_vs_trl']):.3f}")
         print(f"recipe_peak_memory_ratio_vs_trl: {max(ratios['recipe_peak_memory_ratio_vs_trl']):.3f}")

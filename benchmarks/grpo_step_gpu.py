@@ -101,10 +101,9 @@ GiB = 1024 ** 3
 # ------------------------------------------------------------------------------------------- model and prompt
 
 def build_processor():
-    from hs_rl.grpo.families import get_family
-    from hs_rl.tools.tiny_model import build_tokenizer
+    from hs_rl.tools.tiny_model import build_tokenizer, tiny_family
 
-    return get_family("qwen2_5_omni").build_processor(build_tokenizer(2048))
+    return tiny_family("qwen2_5_omni").build_processor(build_tokenizer(2048))
 
 
 def thinker_config(dims: dict, tokenizer, layers: int):
@@ -142,7 +141,7 @@ def build_thinker(config, device: torch.device, dtype: torch.dtype):
     from transformers import Qwen2_5OmniThinkerForConditionalGeneration
     from trl.trainer.utils import add_fused_lm_head
 
-    from hs_rl.grpo.model import freeze_encoders
+    from hs_rl.omni.loading import freeze_encoders
 
     with torch.device(device):
         thinker = Qwen2_5OmniThinkerForConditionalGeneration._from_config(config, dtype=dtype,
@@ -176,7 +175,7 @@ def build_prompt(processor, frames: int, side: int, fps: float, device, dtype):
     """One video+audio PromptMedia from random frames and audio through the real processor (recipe layout)."""
     import numpy as np
 
-    from hs_rl.grpo.omni_inputs import PromptMedia
+    from hs_rl.data.prompt_media import PromptMedia
 
     gen = torch.Generator().manual_seed(0)
     messages = [{"role": "user", "content": [
@@ -266,7 +265,7 @@ def set_checkpointing(thinker, on: bool) -> None:
 
 def rollout(mode: str, thinker, row, G: int, gen, eos: int) -> torch.Tensor:
     """(G, C) completion ids."""
-    from hs_rl.grpo.generation import generate_rows
+    from hs_rl.omni.generation import generate_rows
 
     P = row.input_ids.numel()
     if mode == "trl":
@@ -284,8 +283,8 @@ def rollout(mode: str, thinker, row, G: int, gen, eos: int) -> torch.Tensor:
 
 def logps(mode: str, thinker, row, ids: torch.Tensor, G: int, C: int) -> torch.Tensor:
     """(G, C) per-token log-probs of the completion columns, the mode's way."""
-    from hs_rl.grpo.omni_inputs import embed_rows, rope_positions
     from hs_rl.grpo.prefix_sharing import shared_prefix_logps
+    from hs_rl.omni.inputs import embed_rows, rope_positions
 
     P = ids.shape[1] - C
     mask = torch.ones_like(ids)

@@ -48,7 +48,7 @@ def plain_trl_loss_forward(trainer) -> None:
 
 def heldout_accuracy(trainer, data_args, data_dir: Path, family: str = "video") -> float:
     """Greedy accuracy of the trainer's current model on the family's held-out curriculum questions."""
-    from hs_rl.grpo.omni_inputs import thinker_of
+    from hs_rl.omni.inputs import thinker_of
     from hs_rl.tools.curriculum import heldout_accuracy as accuracy
 
     return accuracy(thinker_of(trainer.model), trainer.processing_class, data_args, data_dir, family,
@@ -66,7 +66,7 @@ def prepare(workdir: Path, seed: int) -> tuple[Path, Path, Path]:
 
 def child(args) -> None:
     """Train one mode in this process and write its result JSON."""
-    from hs_rl.cli import build_parser
+    from hs_rl.commands import build_parser
     from hs_rl.train import build_trainer
 
     workdir = Path(args.workdir)

@@ -1,9 +1,11 @@
 """hs-rl: multi-stage GRPO training of omni-modal models (Qwen2.5-Omni, Qwen3-Omni) on video, audio and video+audio.
 
-The tree follows the data flow: `hs_rl.data` (records, media, prompts) -> `hs_rl.grpo` (trainer, checkpoints, export)
--> `hs_rl.eval` (answer and score the benchmark); `hs_rl.rewards` scores completions; `hs_rl.tools` builds offline
-fixtures and the demo; `train`, `pipeline` and `cli` are the entry points. The public names below import lazily so
-`hs-rl --help` stays fast.
+The tree follows the data flow, and its imports run one way (tests/test_layers.py): base modules (errors,
+atomic_files, choices, progress, logs) -> `hs_rl.data` (records, media, prompts, a record -> `PromptMedia`) ->
+`hs_rl.omni` (the Omni model runtime: families, per-row inputs, generation, model loading, export) ->
+`hs_rl.rewards` (scores completions) -> `hs_rl.grpo` (trainer, checkpoints) and `hs_rl.eval` (answer and score the
+benchmark) -> the entry points `train`, `pipeline`, `preflight`, `status`, `commands` and `cli` -> `hs_rl.tools`
+(offline fixtures and the demo). The public names below import lazily so `hs-rl --help` stays fast.
 
 `hs_rl.rewards` is the repository's top-level `rewards/` folder under that name, by setup.py's `package_dir`
 alone: a wheel holds it as `hs_rl/rewards/`, and an editable install (`pip install -e .`, scripts/setup.sh) maps
@@ -22,13 +24,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 _PUBLIC = {
     "OmniGRPOTrainer": "hs_rl.grpo.trainer",
-    "PromptMedia": "hs_rl.grpo.omni_inputs",
+    "PromptMedia": "hs_rl.data.prompt_media",
     "get_reward": "hs_rl.rewards",
 }
 __all__ = ["OmniGRPOTrainer", "PromptMedia", "get_reward"]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from hs_rl.grpo.omni_inputs import PromptMedia
+    from hs_rl.data.prompt_media import PromptMedia
     from hs_rl.grpo.trainer import OmniGRPOTrainer
     from hs_rl.rewards import get_reward
 

@@ -17,7 +17,7 @@ Overrides: `--override KEY=VALUE` applies to every stage, `--override STAGE.KEY=
 option of `hs-rl train` (a stage YAML key), VALUE is passed on as written (space-separated for lists).
 
 Before stage 1's first step every stage that will train is checked (`check_plan`): its config resolved as the
-stage will resolve it (base chain, YAML, pipeline options, overrides: hs_rl.cli), its records and media validated
+stage will resolve it (base chain, YAML, pipeline options, overrides: hs_rl.commands), its records and media validated
 and its model folder, rewards and modalities checked as the stage does at start (hs_rl.preflight); every problem of
 every stage is listed at once and nothing is run. A stage whose input is an earlier stage's model, not trained yet,
 has everything but that model checked. `--dry_run` checks the same and runs nothing.
@@ -44,7 +44,7 @@ import yaml
 
 from hs_rl.atomic_files import atomic_write, read_json_dict
 from hs_rl.errors import ERROR_FILE_ENV, UserError
-from hs_rl.grpo.export import FINAL_DIR, is_exported
+from hs_rl.omni.export import FINAL_DIR, is_exported
 from hs_rl.progress import StageConsole, write_json_atomic
 from hs_rl.rewards.registry import specs_relative_to
 from hs_rl.stage_log import tail as log_tail
@@ -183,7 +183,7 @@ def _check_replay_names(path: Path, stages: list[StageSpec]) -> None:
 
 def _stage_dataset(spec: PipelineSpec, index: int, overrides: dict[str | None, dict[str, str]]) -> str | None:
     """The dataset stage `index` trains on, as its run would resolve it (override, pipeline entry, its YAML)."""
-    from hs_rl.cli import read_config
+    from hs_rl.commands import read_config
 
     stage = spec.stages[index]
     for scope in (stage.name, None):
@@ -278,7 +278,7 @@ def stage_settings(stage: StageSpec, options: dict[str, Any], chained: bool = Fa
     """What decides how a stage trains, as JSON: its stage YAML (with its base chain) and the options the pipeline
     passes over it; not output_dir, nor (`chained`) the input model that is the previous stage's final/ (both
     follow the run's folder, which may be moved)."""
-    from hs_rl.cli import read_config
+    from hs_rl.commands import read_config
 
     try:
         config = read_config(stage.config)
@@ -435,7 +435,7 @@ def plan_stages(args: PipelineArguments, spec: PipelineSpec, root: Path, selecte
 
 def check_plan(plans: list[StagePlan], spec: PipelineSpec) -> tuple[list[str], list[str]]:
     """(problems, warnings) of every stage that will train, each line naming its stage; nothing is run."""
-    from hs_rl.cli import parse_for_check
+    from hs_rl.commands import parse_for_check
     from hs_rl.preflight import stage_problems
 
     problems: list[str] = []
@@ -483,7 +483,7 @@ def _replay_problems(data_args) -> list[str]:
 
 def read_keys(plan: StagePlan) -> set[str]:
     """The keys the stage YAML (with its bases) and the pipeline set."""
-    from hs_rl.cli import read_config
+    from hs_rl.commands import read_config
 
     try:
         return set(read_config(plan.stage.config)) | set(plan.options)
@@ -517,7 +517,7 @@ def run_pipeline(args: PipelineArguments) -> int:
 
     A config or data problem in any stage is a UserError listing them all, before anything trains.
     """
-    from hs_rl.cli import show_our_logs
+    from hs_rl.logs import show_our_logs
 
     show_our_logs()
     if not args.pipeline:

@@ -94,7 +94,7 @@ def stage_problems(data_args, config, model_args, *, model_ready: bool = True,
     """
     from hs_rl.data.validation import filter_valid, validate_file
     from hs_rl.grpo.checkpoints import check_generation_cycle
-    from hs_rl.grpo.model import check_model_dir, check_model_modalities
+    from hs_rl.omni.loading import check_model_dir, check_model_modalities
 
     check = StageCheck()
     model = model_args.model_name_or_path
@@ -104,10 +104,10 @@ def stage_problems(data_args, config, model_args, *, model_ready: bool = True,
         except (OSError, ValueError) as err:
             check.problems.append(f"{err} (model_name_or_path)")
             model_ready = False
-    if config.use_vllm:
-        check.problems.append("use_vllm: not supported yet — vLLM in TRL's colocate mode takes images only, so video "
-                              "and audio prompts would lose their media (README, 'vLLM'); leave it false "
-                              "(generation uses transformers)")
+    if config.use_vllm:  # vLLM importable, colocate mode, a model it serves, room for the prompts
+        from hs_rl.grpo.vllm_rollouts import config_problems
+
+        check.problems += config_problems(config, model if model_ready else None, data_args.max_prompt_length)
     try:
         check_generation_cycle(config)
     except ValueError as err:

@@ -29,7 +29,7 @@ from typing import Any
 
 from hs_rl.atomic_files import read_json_dict
 from hs_rl.grpo.checkpoints import checkpoints, newest_complete_checkpoint
-from hs_rl.grpo.export import FINAL_DIR, is_exported
+from hs_rl.omni.export import FINAL_DIR, is_exported
 from hs_rl.pipeline import DONE, FAILED, LOG, PIPELINE_RECORD
 from hs_rl.progress import PROGRESS_FILE, describe, format_duration, heartbeat_age, is_alive, read_progress
 

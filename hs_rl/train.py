@@ -13,7 +13,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from hs_rl.grpo.config import DataArguments, OmniGRPOConfig, OmniModelConfig
+from hs_rl.data.arguments import DataArguments
+from hs_rl.grpo.config import OmniGRPOConfig, OmniModelConfig
 
 logger = logging.getLogger(__name__)
 
@@ -105,7 +106,8 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     from hs_rl.data.dataset import build_train_dataset
     from hs_rl.data.prompts import check_prompt_source
     from hs_rl.grpo.checkpoints import check_generation_cycle, training_settings
-    from hs_rl.grpo.model import (
+    from hs_rl.grpo.trainer import OmniGRPOTrainer
+    from hs_rl.omni.loading import (
         check_model_dir,
         check_model_modalities,
         freeze_encoders,
@@ -114,7 +116,6 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
         load_thinker,
         lora_target_modules,
     )
-    from hs_rl.grpo.trainer import OmniGRPOTrainer
     from hs_rl.rewards import get_rewards
     from hs_rl.rewards.guard import guard_reward
 
@@ -122,9 +123,20 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     output_dir = Path(config.output_dir)
     check_model_dir(model_args.model_name_or_path or "")
     check_generation_cycle(config)
-    if config.use_vllm:
-        raise ValueError("use_vllm: not supported yet — vLLM in TRL's colocate mode takes images only, so video and "
-                         "audio prompts would lose their media (see README, 'vLLM'); generation uses transformers")
+    row_args = data_args  # how rows are built; the stage's settings (checkpoints compare them) stay data_args
+    if config.use_vllm:  # vLLM importable, colocate mode, a model it serves: before any data or weights load
+        from dataclasses import replace
+
+        from hs_rl.errors import UserError
+        from hs_rl.grpo.vllm_rollouts import config_problems, prompt_limit
+
+        problems = config_problems(config, model_args.model_name_or_path, data_args.max_prompt_length)
+        if problems:
+            raise UserError(problems)
+        if data_args.max_prompt_length is None:  # a longer prompt is refused (or skipped) as over-long ones are
+            row_args = replace(data_args, max_prompt_length=prompt_limit(config, model_args.model_name_or_path))
+            logger.info("use_vllm: prompts over %d tokens are over-long (vllm_max_model_length minus "
+                        "max_completion_length)", row_args.max_prompt_length)
     records = load_training_records(data_args, output_dir, state.is_main_process)
     replayed, draws = load_replay_records(data_args, len(records), config.seed, output_dir, state.is_main_process)
     probes = load_probe_records(data_args, output_dir, state.is_main_process)
@@ -150,10 +162,12 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
     freeze_encoders(model, vision=config.freeze_vision_encoder, audio=config.freeze_audio_encoder)
     if config.freeze_experts:
         logger.info("freeze_experts: %d expert weight tensors frozen", freeze_experts(model))
-    dataset = build_train_dataset(records + replayed, processor, data_args)
+    # use_vllm: the rows keep the frames and wave they were decoded to, which the engine's own processor takes
+    dataset = build_train_dataset(records + replayed, processor, row_args, keep_decoded=config.use_vllm)
     # the probes go through the same row builder: TRL's evaluation loop hands their rows, media included, to the
     # same hooks as a training batch's (OmniGRPOTrainer._get_eval_sampler keeps to their media rows)
-    eval_dataset = {name: build_train_dataset(probe, processor, data_args) for name, probe in probes.items()} or None
+    eval_dataset = {name: build_train_dataset(probe, processor, row_args, keep_decoded=config.use_vllm)
+                    for name, probe in probes.items()} or None
     peft_config = None
     if model_args.use_peft:
         from trl import get_peft_config
@@ -161,7 +175,7 @@ def build_trainer(data_args: DataArguments, config: OmniGRPOConfig, model_args: 
         peft_config = get_peft_config(model_args)
         default = peft_config.target_modules is None and getattr(peft_config, "target_parameters", None) is None
         if default or isinstance(peft_config.target_modules, (list, set)):
-            # peft has no default for an Omni thinker: the family's (hs_rl.grpo.families, `lora_targets`). Module
+            # peft has no default for an Omni thinker: the family's (hs_rl.omni.families, `lora_targets`). Module
             # names like q_proj also exist in the encoders: with frozen encoders, adapt the LM only
             peft_config.target_modules = lora_target_modules(
                 model, None if default else sorted(peft_config.target_modules),
@@ -299,7 +313,7 @@ def _prepare_resume(data_args: DataArguments, config: OmniGRPOConfig, model_args
 
 def _finish(trainer, config: OmniGRPOConfig, model_args: OmniModelConfig) -> None:
     """Export the trained stage to OUTPUT_DIR/final and write its summary (every rank takes part)."""
-    from hs_rl.grpo.export import ADAPTER_DIR, FINAL_DIR, export_model, keep_adapter, merge_adapter
+    from hs_rl.omni.export import ADAPTER_DIR, FINAL_DIR, export_model, keep_adapter, merge_adapter
 
     output_dir = Path(config.output_dir)
     thinker_dir = output_dir / ".final-thinker"

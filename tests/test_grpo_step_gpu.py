@@ -7,9 +7,10 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
 import torch
 
-from hs_rl.grpo.omni_inputs import PromptMedia
+from hs_rl.data.prompt_media import PromptMedia
 from hs_rl.grpo.prefix_sharing import pack_groups, packed_mask_function
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "grpo_step_gpu.py"
@@ -37,6 +38,7 @@ def test_attention_pairs_match_the_packed_mask():
     assert bench.attention_pairs("trl", P, C, G) == G * (P + C) * (P + C + 1) // 2
 
 
+@pytest.mark.slow
 def test_cpu_smoke_runs_every_mode_and_they_agree(tmp_path):
     out = tmp_path / "smoke.json"
     assert _script().main(["--cpu-smoke", "--rounds", "0", "--out", str(out)]) == 0

@@ -35,7 +35,7 @@ def test_overrides_and_selection():
 @pytest.mark.parametrize("command", ["pipeline", "demo"])
 def test_repeated_override_flags_all_count(command):
     """`--override A --override B C` keeps A, B and C (argparse's plain store kept only the last flag's values)."""
-    from hs_rl.cli import build_parser
+    from hs_rl.commands import build_parser
 
     argv = ["--override", "beta=0.1", "--override", "stage2_audio.beta=0.2", "stage3_video_audio.max_steps=3"]
     if command == "pipeline":
@@ -137,7 +137,7 @@ def _done_stage(tmp_path: Path, tiny_model, sample_data, override: list[str]) ->
     """A pipeline of stage 1 only, whose stage is done (a real export of the tiny model) with these overrides."""
     import yaml
 
-    from hs_rl.grpo.export import export_model
+    from hs_rl.omni.export import export_model
     from hs_rl.pipeline import (
         PipelineArguments,
         load_pipeline,
@@ -191,6 +191,7 @@ def test_a_done_stage_says_new_settings_were_not_applied_and_redo_trains_it_agai
     assert not (stage_dir / "STAGE_DONE.json").exists()
 
 
+@pytest.mark.slow
 def test_demo_trains_three_stages_and_resumes(tmp_path, capsys):
     from hs_rl.tools.demo import DemoArguments, run_demo
 

@@ -69,6 +69,7 @@ def pipeline_yaml(tiny_model, sample_data, tmp_path_factory) -> Path:
     return folder / "pipeline.yaml"
 
 
+@pytest.mark.slow
 def test_killed_in_stage2_then_resumed(pipeline_yaml, capsys):
     """Run until stage 2 stalls at step 3, ask status, kill -9 everything, ask again, resume, ask again."""
     from hs_rl.pipeline import PipelineArguments, run_pipeline

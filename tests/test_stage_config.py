@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from hs_rl.cli import build_parser, check_config_keys, parse_command, read_config
+from hs_rl.commands import build_parser, check_config_keys, parse_command, read_config
 from hs_rl.errors import UserError
 from hs_rl.pipeline import PipelineArguments, run_pipeline
 

@@ -30,7 +30,7 @@ def by_modality(sample_data, tmp_path_factory) -> dict[str, Path]:
 
 
 def _args(tiny_model, dataset: Path, output_dir: Path, *extra: str):
-    from hs_rl.cli import parse_command
+    from hs_rl.commands import parse_command
 
     return parse_command("train", [str(TINY), "--model_name_or_path", str(tiny_model["full"]), "--dataset",
                                    str(dataset), "--output_dir", str(output_dir), *extra])

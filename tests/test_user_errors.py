@@ -24,9 +24,10 @@ def test_flag_typos_are_all_named_with_the_closest_option(capsys):
         "  unknown option --lerning_rate; did you mean '--learning_rate'?"]
 
 
-def test_wrong_paths_and_use_vllm_are_listed_at_once_before_any_weight_loads(tmp_path, capsys):
+def test_wrong_paths_and_use_vllm_are_listed_at_once_before_any_weight_loads(tmp_path, capsys, monkeypatch):
     from hs_rl.cli import main
 
+    monkeypatch.setitem(sys.modules, "vllm", None)  # a machine without vLLM (`import vllm` raises ImportError)
     code = main(["train", str(TINY), "--model_name_or_path", str(tmp_path / "no_model"), "--dataset",
                  str(tmp_path / "none.jsonl"), "--use_vllm", "true", "--output_dir", str(tmp_path / "out")])
     err = capsys.readouterr().err
@@ -35,7 +36,7 @@ def test_wrong_paths_and_use_vllm_are_listed_at_once_before_any_weight_loads(tmp
     assert lines[0] == "hs-rl train: 3 problems:"
     assert lines[1] == (f"  model path '{tmp_path / 'no_model'}' is not a local folder (hs-rl never downloads weights) "
                         "(model_name_or_path)")
-    assert lines[2].startswith("  use_vllm: not supported yet") and "leave it false" in lines[2]
+    assert lines[2].startswith("  use_vllm: vLLM cannot be imported") and 'bash scripts/setup.sh' in lines[2]
     assert lines[3] == (f"  dataset '{tmp_path / 'none.jsonl'}' does not exist (`dataset:` in the stage YAML or "
                         "--dataset)")
 

@@ -1,2 +1,3 @@
-"""Data: HumanSense records, conversion and routing, validation, media decoding, prompts, answer keys, and the
-record -> model-input step shared by training and evaluation."""
+"""Data: HumanSense records, conversion and routing, validation, media decoding, prompts, answer keys, a stage's data
+options (`DataArguments`), and the record -> `PromptMedia` step shared by training and evaluation. Imports nothing
+from the model runtime or the trainer (tests/test_layers.py)."""

@@ -24,11 +24,10 @@ from typing import Any
 import datasets
 import torch
 
+from hs_rl.data.arguments import DataArguments
 from hs_rl.data.media import MediaError
-from hs_rl.data.prompt_media import PromptTooLongError, prepare_prompt
+from hs_rl.data.prompt_media import PromptMedia, PromptTooLongError, prepare_prompt
 from hs_rl.data.records import Record, has_video
-from hs_rl.grpo.config import DataArguments
-from hs_rl.grpo.omni_inputs import PromptMedia
 
 logger = logging.getLogger(__name__)
 
@@ -37,8 +36,10 @@ class PromptBuilder:
     """The on-access transform of the training `datasets.Dataset`: record columns → rows TRL's GRPOTrainer
     consumes (`prompt` messages, reward columns, and `media`). Runs in DataLoader workers."""
 
-    def __init__(self, records: list[Record], processor, data_args: DataArguments, cache_size: int = 4):
+    def __init__(self, records: list[Record], processor, data_args: DataArguments, cache_size: int = 4,
+                 keep_decoded: bool = False):
         self.records = records
+        self.keep_decoded = keep_decoded  # rows keep their decoded frames and wave (a vLLM engine's inputs)
         self.processor = processor
         self.data_args = data_args
         self.cache_size = cache_size
@@ -87,7 +88,7 @@ class PromptBuilder:
         raise RuntimeError(f"no record of the dataset could be loaded; first problem: {problem}")
 
     def _build(self, record: Record, problem: str) -> dict[str, Any]:
-        media, messages = prepare_prompt(record, self.processor, self.data_args)
+        media, messages = prepare_prompt(record, self.processor, self.data_args, keep_decoded=self.keep_decoded)
         self._check_placeholders(record, media)
         return {
             "prompt": messages,
@@ -115,7 +116,8 @@ class PromptBuilder:
                 raise MediaError(f"{path}: its {kind} gives the prompt no {kind} tokens (too short to encode)")
 
 
-def build_train_dataset(records: list[Record], processor, data_args: DataArguments) -> datasets.Dataset:
+def build_train_dataset(records: list[Record], processor, data_args: DataArguments,
+                        keep_decoded: bool = False) -> datasets.Dataset:
     """A `datasets.Dataset` (what TRL requires) of record indices whose rows are built on access.
 
     Rows `n … 2n-1` are the same records again, marked `repeat`: `FirstUseSampler` asks for them when TRL
@@ -127,7 +129,7 @@ def build_train_dataset(records: list[Record], processor, data_args: DataArgumen
     count = len(records)
     table = datasets.Dataset.from_dict({"index": list(range(count)) * 2, "id": [r.id for r in records] * 2,
                                        "repeat": [False] * count + [True] * count})
-    return table.with_transform(PromptBuilder(records, processor, data_args))
+    return table.with_transform(PromptBuilder(records, processor, data_args, keep_decoded=keep_decoded))
 
 
 def prompt_count(dataset) -> int | None:

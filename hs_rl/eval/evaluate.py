@@ -4,7 +4,7 @@ The run is resumable and kill-safe: each batch's lines are appended, flushed and
 skips the ids already in the results file, and a half-written last line (killed mid-write) is cut off and its
 question answered again. Existing complete lines are never rewritten.
 
-Prompts of different modalities (video, audio, video+audio) share a batch: `hs_rl.grpo.omni_inputs` builds each
+Prompts of different modalities (video, audio, video+audio) share a batch: `hs_rl.omni.inputs` builds each
 row's embeddings and 3-D rope positions itself, so no per-batch `use_audio_in_video` flag is involved. The
 prompts are left-padded, prefilled (all but the last column) with those inputs, and then decoded by HF
 `generate` from the prefilled cache; during decoding transformers positions a token at
@@ -18,6 +18,11 @@ Prompts: ours by default (`hs_rl.data.prompts`); with `--prompt_source` (the use
 benchmark's own system and user text, audio routing and `--asr` / `--analysis_prompt` (its `--think_omini`)
 rules, read from its files at run time (`hs_rl.data.benchmark_prompts`). Every results line records this setting;
 `--dump_prompts FILE` writes the exact text of every question without loading a model.
+
+`--engine vllm` answers through a vLLM engine (`hs_rl.omni.vllm_engine.VLLMEngine`) instead of transformers: the
+same `PromptMedia` rows (hs-rl's decoded frames and wave, its expanded prompt ids, checked against vLLM's on every
+request), greedy unless `--do_sample`, stopping at the same tokens. Its results lines record `engine: vllm` in
+their decoding setting, so one file never mixes the two engines' answers.
 """
 from __future__ import annotations
 
@@ -37,15 +42,14 @@ import torch
 from hs_rl.atomic_files import atomic_write
 from hs_rl.choices import check_choices
 from hs_rl.data.answers import extract_answer
+from hs_rl.data.arguments import DataArguments
 from hs_rl.data.benchmark_prompts import BenchmarkPrompts, NotAsked, load_prompt_source
 from hs_rl.data.convert import ConvertError, convert_humansense, load_routing, read_humansense
 from hs_rl.data.media import MediaError, VideoArguments, open_video
-from hs_rl.data.prompt_media import prepare_prompt
+from hs_rl.data.prompt_media import PromptMedia, PromptTooLongError, prepare_prompt
 from hs_rl.data.prompts import DEFAULT_SYSTEM_PROMPT, chat_messages, ours_version, question_text
 from hs_rl.data.records import Record, has_video, iter_jsonl
-from hs_rl.grpo.config import DataArguments
-from hs_rl.grpo.generation import generate_rows
-from hs_rl.grpo.omni_inputs import PromptMedia
+from hs_rl.omni.generation import generate_rows
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +98,13 @@ class EvalArguments(VideoArguments):
     dtype: Literal["auto", "bfloat16", "float16", "float32"] = field(
         default="auto", metadata={"help": "auto (bf16 on GPU, fp32 on CPU) | bfloat16 | float16 | float32."})
     attn_implementation: str = field(default="sdpa", metadata={"help": "Attention kernel: sdpa | eager | ..."})
+    engine: Literal["transformers", "vllm"] = field(default="transformers", metadata={
+        "help": "What generates the answers: transformers (hs-rl's batched generate) | vllm (a vLLM engine in this "
+                "process; needs vLLM installed and a full Qwen2.5-Omni folder, docs/vllm.md)."})
+    vllm_max_model_len: int | None = field(default=None, metadata={
+        "help": "--engine vllm: the engine's context, prompt + answer, in tokens (default: the model's "
+                "max_position_embeddings, at most 8192); a prompt with no room beside --max_new_tokens gets an "
+                "error line, not an answer."})
     device: str | None = field(default=None, metadata={"help": "cuda | cpu (default: cuda when available)."})
     video_fps: float | None = field(default=None, metadata={
         "help": "Fixed sampling fps; default the benchmark rule (1, 0.5 above 300 frames, 0.2 from 600)."})
@@ -205,7 +216,9 @@ def eval_setting(args: EvalArguments) -> dict[str, Any]:
     return {**prompts, "think": args.think, "audio": args.audio, "asr": args.asr,
             "analysis_prompt": args.analysis_prompt,
             "decoding": {"do_sample": args.do_sample, "temperature": args.temperature if args.do_sample else None,
-                         "max_new_tokens": args.max_new_tokens},
+                         "max_new_tokens": args.max_new_tokens,
+                         # only when not the default, so files written before the option existed still resume
+                         **({"engine": args.engine} if args.engine != "transformers" else {})},
             "frames": {"fps": args.video_fps or "benchmark rule", "max_frames": args.video_max_frames,
                        "max_pixels": args.video_max_pixels}}
 
@@ -263,13 +276,14 @@ class LockedProcessor:
 
 
 def prepare(record: Record, processor, base: DataArguments, fixed_fps: float | None,
-            messages: list[dict[str, Any]] | None = None) -> PromptMedia:
+            messages: list[dict[str, Any]] | None = None, keep_decoded: bool = False) -> PromptMedia:
     """Decode one question's media and run the processor, with the benchmark's fps rule for its clip;
-    `messages` is the conversation to ask (default: built from the record with our prompts)."""
+    `messages` is the conversation to ask (default: built from the record with our prompts); `keep_decoded`
+    keeps the decoded frames and wave on the row (the vLLM engine runs its own processor on them)."""
     data_args = base
     if record.video and fixed_fps is None:
         data_args = dataclasses.replace(base, video_fps=benchmark_fps(count_frames(record.video)))
-    media, _ = prepare_prompt(record, processor, data_args, messages)
+    media, _ = prepare_prompt(record, processor, data_args, messages, keep_decoded=keep_decoded)
     return media
 
 
@@ -350,16 +364,23 @@ def pick_device(requested: str | None) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
+def stop_token_ids(processor, text_config) -> list[int]:
+    """The ids an answer ends at: <|im_end|>, the tokenizer's and the text model's eos (both engines alike)."""
+    tokenizer = processor.tokenizer
+    eos = {tokenizer.convert_tokens_to_ids("<|im_end|>")}
+    for value in (tokenizer.eos_token_id, text_config.eos_token_id):
+        eos |= set(value if isinstance(value, list) else [value])
+    eos.discard(None)
+    eos.discard(tokenizer.unk_token_id)
+    return sorted(eos)
+
+
 def generation_config(thinker, processor, args: EvalArguments):
     """Greedy (or sampled) decoding that stops at <|im_end|> or the model's eos."""
     from transformers import GenerationConfig
 
     tokenizer = processor.tokenizer
-    eos = {tokenizer.convert_tokens_to_ids("<|im_end|>")}
-    for value in (tokenizer.eos_token_id, thinker.config.get_text_config().eos_token_id):
-        eos |= set(value if isinstance(value, list) else [value])
-    eos.discard(None)
-    eos.discard(tokenizer.unk_token_id)
+    eos = set(stop_token_ids(processor, thinker.config.get_text_config()))
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(eos)
     sampling = {"do_sample": True, "temperature": args.temperature or 1.0} if args.do_sample else \
         {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
@@ -373,6 +394,51 @@ def generate_batch(thinker, rows: list[PromptMedia], gen_config) -> list[torch.T
     stops = set(gen_config.eos_token_id)
     return [torch.tensor(tokens[:-1] if tokens and tokens[-1] in stops else tokens, dtype=torch.long)
             for tokens in generate_rows(thinker, rows, gen_config, stops)]
+
+
+class VLLMAnswers:
+    """`--engine vllm`: one engine in this process answering batches of rows, greedy unless --do_sample."""
+
+    def __init__(self, args: EvalArguments, processor):
+        from transformers import AutoConfig
+
+        from hs_rl.omni.loading import check_model_dir, resolve_dtype
+        from hs_rl.omni.vllm_engine import VLLMEngine, require_vllm
+
+        require_vllm()  # before any weights load: a missing vLLM is one line naming the install command
+        folder = check_model_dir(args.model)
+        config = AutoConfig.from_pretrained(folder)
+        text_config = getattr(config, "thinker_config", config).get_text_config()
+        on_gpu = torch.cuda.is_available() and args.device != "cpu"
+        dtype = resolve_dtype(args.dtype, torch.device("cuda" if on_gpu else "cpu"))
+        self.max_model_len = args.vllm_max_model_len or min(8192, text_config.max_position_embeddings)
+        self.stops = stop_token_ids(processor, text_config)
+        self.args = args
+        self.engine = VLLMEngine(folder, dtype=str(dtype).removeprefix("torch."), max_model_len=self.max_model_len,
+                                 seed=args.seed, max_num_seqs=args.batch_size)
+
+    def too_long(self, media: PromptMedia) -> str | None:
+        """Why the engine cannot answer this prompt in full (None: it can): prompt and --max_new_tokens must fit its
+        context, else vLLM refuses the prompt or cuts the answer short where transformers would not."""
+        length, room = media.input_ids.numel(), self.max_model_len - self.args.max_new_tokens
+        if length <= room:
+            return None
+        return (f"prompt is {length} tokens with its media, over the {room} the vLLM engine leaves beside "
+                f"--max_new_tokens={self.args.max_new_tokens} (raise --vllm_max_model_len={self.max_model_len}, or "
+                "give fewer frames: --video_max_frames / --video_max_pixels)")
+
+    def __call__(self, rows: list[PromptMedia]) -> list[torch.Tensor]:
+        """New tokens (up to, not including, the first stop token) for each row, like `generate_batch`."""
+        args = self.args
+        temperature = (args.temperature or 1.0) if args.do_sample else 0.0
+        samples = self.engine.generate(rows, n=1, temperature=temperature, max_tokens=args.max_new_tokens,
+                                       stop_token_ids=self.stops, seed=args.seed)
+        stops = set(self.stops)
+        out = []
+        for row_samples in samples:  # one sample per row: (token ids, their log-probs)
+            tokens = row_samples[0][0]
+            out.append(torch.tensor(tokens[:-1] if tokens and tokens[-1] in stops else tokens, dtype=torch.long))
+        return out
 
 
 def _prefetch(questions: list[Question], work, workers: int, ahead: int) -> Iterator[tuple[Question, Future]]:
@@ -431,7 +497,7 @@ def evaluate(args: EvalArguments) -> Path:
     """Answer every missing question of args.data and append the lines to args.out; returns that path."""
     from tqdm.auto import tqdm
 
-    from hs_rl.grpo.model import load_processor, load_thinker, resolve_dtype
+    from hs_rl.omni.loading import load_processor, load_thinker, resolve_dtype
 
     if not args.data:
         raise ValueError("hs-rl eval: at least one --data benchmark file is required")
@@ -454,17 +520,25 @@ def evaluate(args: EvalArguments) -> Path:
         logger.info("%s: all %d questions already answered", out, len(questions))
         return out
 
-    device = pick_device(args.device)
-    thinker = load_thinker(args.model, resolve_dtype(args.dtype, device), args.attn_implementation).to(device).eval()
     processor = load_processor(args.model)
-    gen_config = generation_config(thinker, processor, args)
+    vllm = VLLMAnswers(args, processor) if args.engine == "vllm" else None
+    if vllm is None:
+        device = pick_device(args.device)
+        thinker = load_thinker(args.model, resolve_dtype(args.dtype, device),
+                               args.attn_implementation).to(device).eval()
+        gen_config = generation_config(thinker, processor, args)
     base = data_arguments(args)
     torch.manual_seed(args.seed)
 
     locked = LockedProcessor(processor)
 
     def work(question: Question) -> PromptMedia:
-        return prepare(question.record, locked, base, args.video_fps, question.messages())
+        media = prepare(question.record, locked, base, args.video_fps, question.messages(),
+                        keep_decoded=vllm is not None)
+        problem = vllm.too_long(media) if vllm is not None else None
+        if problem is not None:
+            raise PromptTooLongError(f"question {question.record.id}: {problem}")
+        return media
 
     bar = tqdm(total=len(questions), initial=answered, desc="eval", unit="q")
     with open(out, "a", encoding="utf-8") as handle:
@@ -477,11 +551,12 @@ def evaluate(args: EvalArguments) -> Path:
                 except _MEDIA_FAILURES as err:
                     message = _failure_message(question, err)
                     logger.warning("question %s: %s", question.record.id, message,
-                                   exc_info=not isinstance(err, MediaError))
+                                   exc_info=not isinstance(err, (MediaError, PromptTooLongError)))
                     lines[question.record.id] = result_line(question, "", label, args.think, error=message,
                                                            setting=setting)
             if ready:
-                tokens = _generate_safely(thinker, [media for _, media in ready], gen_config)
+                rows = [media for _, media in ready]
+                tokens = vllm(rows) if vllm is not None else _generate_safely(thinker, rows, gen_config)
                 texts = processor.batch_decode(tokens, skip_special_tokens=True)
                 for (question, _), text in zip(ready, texts):
                     lines[question.record.id] = result_line(question, text, label, args.think, setting=setting)
@@ -493,7 +568,7 @@ def evaluate(args: EvalArguments) -> Path:
 
 def run_eval(args: EvalArguments) -> int:
     """CLI body: evaluate, then say where the results are and how to score them."""
-    from hs_rl.cli import show_our_logs
+    from hs_rl.logs import show_our_logs
 
     show_our_logs()
     try:

@@ -46,7 +46,8 @@ from typing import Any
 import torch
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, and_masks, causal_mask_function
 
-from hs_rl.grpo.omni_inputs import PromptMedia, embed_rows, prompt_groups, rope_positions
+from hs_rl.data.prompt_media import PromptMedia
+from hs_rl.omni.inputs import embed_rows, prompt_groups, rope_positions
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +56,8 @@ MASKED_IMPLEMENTATIONS = ("sdpa", "eager", "flex_attention")
 
 def unsafe_reason(trainer: Any) -> str | None:
     """Why the packed forward cannot be used with this trainer's model, or None when it can."""
-    from hs_rl.grpo.families import Family, family_of
-    from hs_rl.grpo.omni_inputs import thinker_of
+    from hs_rl.omni.families import Family, family_of
+    from hs_rl.omni.inputs import thinker_of
 
     thinker = thinker_of(trainer.accelerator.unwrap_model(trainer.model))
     family = family_of(thinker)

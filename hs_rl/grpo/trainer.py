@@ -5,7 +5,7 @@ audio features would silently vanish from the loss. Here every row of a batch ca
 `PromptMedia` (tokens + its own video/audio tensors + its own `use_audio_in_video`), and every forward —
 generation, old/reference log-probs, the loss — builds its inputs from those rows with the same two
 functions (`lm_inputs`, `rope_positions`), so each sample keeps its modality inside a mixed batch. What differs
-between Qwen2.5-Omni and Qwen3-Omni (DeepStack, MoE aux loss, classes) sits in hs_rl.grpo.families.
+between Qwen2.5-Omni and Qwen3-Omni (DeepStack, MoE aux loss, classes) sits in hs_rl.omni.families.
 
 Methods overridden (of TRL's GRPOTrainer and transformers' Trainer), and why; each one, every private
 method called and the patch are listed with the signatures they are written against in hs_rl.grpo.trl_contract,
@@ -13,12 +13,17 @@ which tests/grpo/test_trl_contract.py checks against the installed TRL in a seco
 - `__init__`: TRL builds the reference model as the checkpoint family's thinker (not the class config.json
   names), from `ref_model_name_or_path` when set, sharing the policy's frozen tensors, through a patch of
   `trl.trainer.grpo_trainer.create_model_from_path` held only while TRL's `__init__` runs; checkpoint rotation
-  moves after the completion marker.
+  moves after the completion marker. With `use_vllm`, TRL's own colocated engine (images only; a weight push that
+  never reaches a vLLM-CPU engine) is replaced by a placeholder while its `__init__` runs (`_no_trl_vllm_engine`)
+  and hs-rl's engine starts after it (hs_rl.grpo.vllm_rollouts).
 - `_generate_and_score_completions`: take the rows' media for this batch; hand it on inside the buffered
-  batch (TRL shuffles and splits lists with the tensors) and log completions to JSONL.
+  batch (TRL shuffles and splits lists with the tensors) and log completions to JSONL; with `use_vllm`, log the
+  drift between the engine's and the trainer's log-probs of the sampled tokens (`vllm/logprob_diff_mean|max`).
 - `_compute_loss`: select the media of the micro-batch TRL is about to score.
 - `_tokenize_prompts`: prompts were tokenized, with media placeholders expanded, in DataLoader workers.
-- `_generate_single_turn`: prefill each distinct prompt once, then decode all rows of all groups together.
+- `_generate_single_turn`: prefill each distinct prompt once, then decode all rows of all groups together; with
+  `use_vllm`, push the policy's weights if the engine lacks this step's, and sample each distinct prompt's rows
+  there from the row's own media (TRL's importance-sampling correction then uses the engine's log-probs).
 - `_get_per_token_logps_and_entropies`: the forward pass with each row's media, chunked like TRL's; with
   `shared_prefix` (default) a micro-batch of whole groups is packed into one sequence, each prompt once with
   its completions after it under a per-group attention mask (hs_rl.grpo.prefix_sharing).
@@ -45,7 +50,7 @@ that changes which modules run, or how often, is either rank-independent or take
   processes under ZeRO-3/FSDP or with a trained tower (`run_all_towers`; off only for frozen replicated towers);
 - packing a micro-batch (`_packs`): collective, packed only if every process's micro-batch is whole groups;
 - generation (`_generate_single_turn`): one prefill per call, decode steps synced across processes under
-  ZeRO-3/FSDP (hs_rl.grpo.generation);
+  ZeRO-3/FSDP (hs_rl.omni.generation);
 - the reference model's path (cached encoder outputs or its own towers), shared prefix on or off, vLLM or not,
   loss and aux-loss settings: from the configuration and the model only, the same on every process;
 - re-fetch rows: `FirstUseSampler` marks a global position of the sampler, so all processes get them together;
@@ -68,6 +73,7 @@ from trl.models import unwrap_model_for_generation
 from trl.trainer import grpo_trainer as _trl_grpo
 
 from hs_rl.data.dataset import FirstUseSampler, prompt_count
+from hs_rl.data.prompt_media import PromptMedia
 from hs_rl.errors import UserError
 from hs_rl.grpo.checkpoints import (
     continue_schedule,
@@ -76,13 +82,13 @@ from hs_rl.grpo.checkpoints import (
     loads_plain_weights,
     mark_complete,
 )
-from hs_rl.grpo.families import family_of, family_of_dir
-from hs_rl.grpo.generation import generate_rows
-from hs_rl.grpo.model import share_frozen_parameters, weights_fingerprint
-from hs_rl.grpo.omni_inputs import PromptMedia, lm_inputs, rope_positions, thinker_of
 from hs_rl.grpo.prefix_sharing import completion_masks_are_prefixes, shared_prefix_logps, splits_a_group, unsafe_reason
 from hs_rl.grpo.progress_recorder import ProgressRecorder
+from hs_rl.grpo.reference import share_frozen_parameters, weights_fingerprint
 from hs_rl.grpo.sampler import epoch_seeded
+from hs_rl.omni.families import family_of, family_of_dir
+from hs_rl.omni.generation import generate_rows
+from hs_rl.omni.inputs import lm_inputs, rope_positions, thinker_of
 from hs_rl.rewards.common import completion_text
 
 logger = logging.getLogger(__name__)
@@ -118,6 +124,31 @@ def _thinker_reference_models(reference: str | None = None, on_created=None, pol
         _trl_grpo.create_model_from_path = original
 
 
+class _NoTRLEngine:
+    """What TRL's __init__ builds instead of its `VLLMGeneration` (see `_no_trl_vllm_engine`)."""
+
+    def __init__(self, **kwargs):
+        pass
+
+    def __getattr__(self, name: str):
+        raise AttributeError(f"TRL's vLLM generation ({name}) is not used: OmniGRPOTrainer generates through its "
+                             "own engine (hs_rl.grpo.vllm_rollouts)")
+
+
+@contextlib.contextmanager
+def _no_trl_vllm_engine():
+    """With use_vllm, TRL's __init__ would start its own colocated engine, which hands vLLM images only and pushes
+    weights with `load_weights` (on vLLM-CPU that never reaches what it samples): it builds a placeholder instead,
+    and OmniGRPOTrainer starts hs-rl's engine after it. TRL sets everything else use_vllm needs (`use_vllm`, the
+    importance-sampling settings) itself."""
+    original = _trl_grpo.VLLMGeneration
+    _trl_grpo.VLLMGeneration = _NoTRLEngine
+    try:
+        yield
+    finally:
+        _trl_grpo.VLLMGeneration = original
+
+
 def _keep_used_weight_conversions(model) -> None:
     """Under ZeRO-3, transformers 5.23 loads through `integrations.deepspeed`, which records every candidate
     key mapping (legacy ones included) on the model instead of only those that matched, as the normal path does;
@@ -142,12 +173,19 @@ class OmniGRPOTrainer(GRPOTrainer):
             mine, theirs = family_of(thinker_of(kwargs["model"])).name, family_of_dir(reference).name
             if mine != theirs:
                 raise ValueError(f"ref_model_name_or_path={reference!r} is a {theirs} model; the policy is {mine}")
+        training_args = kwargs.get("args")
+        if getattr(training_args, "use_vllm", False) and training_args.vllm_mode != "colocate":
+            raise UserError(f"vllm_mode: {training_args.vllm_mode!r} is not supported: hs-rl runs vLLM colocated (each "
+                            "process its own engine, fed each row's video and audio); set vllm_mode: colocate")
         self._shared_frozen: list[str] = []  # the reference's tensors that are the policy's (_share_frozen_with)
         self._shared_fingerprint: torch.Tensor | None = None
         with _thinker_reference_models(reference, on_created=None if reference else self._share_frozen_with,
                                        policy_from_path=isinstance(kwargs.get("model", args[0] if args else None),
-                                                                   str)):
+                                                                   str)), _no_trl_vllm_engine():
             super().__init__(*args, **kwargs)
+        self.vllm_engine = None  # use_vllm: this process's hs_rl.omni.vllm_engine.VLLMEngine, built below
+        self._vllm_pushed_step: int | None = None  # the global step whose weights the engine holds (None: none yet)
+        self._vllm_parts: set[str] | None = None  # what each push after the first sends (the trained parts)
         if reference and self.ref_model is not None:
             sizes = [thinker_of(self.accelerator.unwrap_model(m)).get_input_embeddings().num_embeddings
                      for m in (self.model, self.ref_model)]
@@ -175,6 +213,10 @@ class OmniGRPOTrainer(GRPOTrainer):
         self.checkpoint_limit, self.args.save_total_limit = self.args.save_total_limit, None
         # OUTPUT_DIR/progress.json for the pipeline's console and `hs-rl status` (rank 0 writes it)
         self.add_callback(ProgressRecorder(self.args.output_dir))
+        if self.use_vllm:
+            from hs_rl.grpo import vllm_rollouts
+
+            self.vllm_engine = vllm_rollouts.together(self, "start-up", lambda: vllm_rollouts.build_engine(self))
 
     def _towers_rule(self, asked: bool | None) -> bool:
         """Whether every forward runs both towers (a dummy input where no row needs one): a rank-independent rule.
@@ -210,7 +252,7 @@ class OmniGRPOTrainer(GRPOTrainer):
 
     def _share_frozen_with(self, reference_model: torch.nn.Module) -> None:
         """TRL just built the reference from the policy's starting checkpoint: give it the policy's frozen tensors
-        (hs_rl.grpo.model.share_frozen_parameters) unless shards or a synced reference make them differ."""
+        (hs_rl.grpo.reference.share_frozen_parameters) unless shards or a synced reference make them differ."""
         from transformers.integrations import is_deepspeed_zero3_enabled
 
         why_not = ("reference_shares_frozen is off" if not getattr(self.args, "reference_shares_frozen", True)
@@ -354,9 +396,30 @@ class OmniGRPOTrainer(GRPOTrainer):
         for name, total in zip(names, totals):
             if total:
                 self._metrics[mode][f"rewards/{name}/errors"].append(total)
+        if self.use_vllm:
+            self._log_vllm_drift(output, mode)
         output["media"] = self._rows
         self._log_completions_jsonl(inputs, mode)
         return output
+
+    def _log_vllm_drift(self, output: dict[str, Any], mode: str) -> None:
+        """`vllm/logprob_diff_mean` and `_max`: how far the engine's log-probs of its samples are from the trainer's
+        (TRL's old log-probs; with vllm_importance_sampling_correction off they are computed here for the metric).
+        Collective: every process gathers the same two numbers."""
+        from hs_rl.grpo import vllm_rollouts
+
+        if output.get("old_per_token_logps") is None:
+            ids = torch.cat([output["prompt_ids"], output["completion_ids"]], dim=1)
+            mask = torch.cat([output["prompt_mask"], output["completion_mask"]], dim=1)
+            with torch.no_grad():
+                old, _, _ = self._get_per_token_logps_and_entropies(
+                    self.model, ids, mask, output["completion_ids"].size(1),
+                    batch_size=self.args.per_device_train_batch_size if mode == "train"
+                    else self.args.per_device_eval_batch_size)
+            output = {**output, "old_per_token_logps": old}
+        mean, top = vllm_rollouts.logprob_drift(output)
+        self._metrics[mode]["vllm/logprob_diff_mean"].append(self.accelerator.gather(mean[None]).mean().item())
+        self._metrics[mode]["vllm/logprob_diff_max"].append(self.accelerator.gather(top[None]).max().item())
 
     def _compute_loss(self, model, inputs):
         self._rows = inputs["media"]
@@ -373,8 +436,11 @@ class OmniGRPOTrainer(GRPOTrainer):
 
     # ---- generation --------------------------------------------------------------------------------------
     def _generate_single_turn(self, prompt_ids, images, multimodal_fields, num_generations, has_tool_images=False):
-        if self.use_vllm or self.use_transformers_continuous_batching:
-            raise NotImplementedError("OmniGRPOTrainer generates with transformers' generate only (no vLLM yet)")
+        if self.use_transformers_continuous_batching:
+            raise NotImplementedError("OmniGRPOTrainer generates with transformers' generate or vLLM, not with "
+                                      "transformers' continuous batching")
+        if self.use_vllm:
+            return self._generate_with_vllm()
         with (
             unwrap_model_for_generation(
                 self.model_wrapped, self.accelerator,
@@ -389,6 +455,62 @@ class OmniGRPOTrainer(GRPOTrainer):
                                            self.eos_token_ids, encoders_frozen=self.encoders_frozen,
                                            run_all_towers=self.run_all_towers, synced_gpus=self._sharded)
         return completion_ids, None
+
+    def _push_to_vllm(self) -> None:
+        """Give the engine the policy's current weights if it does not hold them yet: before the first generation
+        (after any resume load, so a resumed run samples from the checkpoint's weights) and after every optimizer
+        step. The first push sends the whole thinker, later ones only its trained parts (frozen towers stay)."""
+        from hs_rl.grpo import vllm_rollouts
+
+        step = self.state.global_step
+        if self._vllm_pushed_step == step:
+            return
+        first = self._vllm_pushed_step is None
+        if first:
+            thinker = thinker_of(self.accelerator.unwrap_model(self.model))
+            self._vllm_parts = vllm_rollouts.trained_parts(thinker)
+        parts = None if first else self._vllm_parts
+        seconds = vllm_rollouts.together(
+            self, "the weight push",
+            lambda: self.vllm_engine.push_named(vllm_rollouts.policy_weights(self, parts)))
+        self._vllm_pushed_step = step
+        mode = "train" if self.model.training else "eval"
+        self._metrics[mode]["vllm/push_seconds"].append(seconds)
+
+    def _generate_with_vllm(self) -> tuple[list[list[int]], list[list[float]]]:
+        """Each row's completion and its sampled tokens' log-probs from this process's engine: one request per
+        distinct prompt with as many samples as the prompt has rows here."""
+        from hs_rl.grpo import vllm_rollouts
+        from hs_rl.omni.inputs import prompt_groups
+
+        self._push_to_vllm()
+        rows = self._rows
+        first, group_of_row = prompt_groups(rows)
+        sizes = [group_of_row.count(g) for g in range(len(first))]
+        # a fresh stream per step, process and mode from the run's seed (on GPU; vLLM-CPU uses the engine's stream)
+        seed = (self.args.seed * 1_000_003 + self.accelerator.process_index * 100_003
+                + self.state.global_step * 211 + (0 if self.model.training else 101))
+        samples: dict[int, list] = {}
+
+        def generate() -> None:
+            for size in sorted(set(sizes)):
+                groups = [g for g in range(len(first)) if sizes[g] == size]
+                results = self.vllm_engine.generate(
+                    [rows[first[g]] for g in groups], n=size, temperature=self.temperature,
+                    max_tokens=self.max_completion_length, stop_token_ids=list(self.eos_token_ids),
+                    top_p=self.top_p if self.top_p is not None else 1.0, top_k=self.top_k or -1,
+                    seed=seed + 7919 * size)
+                samples.update(zip(groups, results))
+
+        vllm_rollouts.together(self, "generation", generate)
+        taken = [0] * len(first)
+        completions, logprobs = [], []
+        for g in group_of_row:
+            tokens, logps = samples[g][taken[g]]
+            taken[g] += 1
+            completions.append(tokens)
+            logprobs.append(logps)
+        return completions, logprobs
 
     # ---- forward passes ----------------------------------------------------------------------------------
     def _get_per_token_logps_and_entropies(self, model, input_ids, attention_mask, logits_to_keep, batch_size=None,

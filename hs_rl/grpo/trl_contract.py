@@ -56,6 +56,8 @@ PRIVATE_CALLS: dict[str, tuple[str, str]] = {
     "_get_output_dir": ("transformers.trainer.Trainer", "(self, trial)"),
     # _generate_single_turn: as TRL's own generation does, on `self._dist`
     "DistributedBackend.summon_full_params": ("trl.distributed.DistributedBackend", "(self, module, **kwargs)"),
+    # use_vllm: the policy's weights gathered module by module under ZeRO-3 for the push (hs_rl.grpo.vllm_rollouts)
+    "DistributedBackend.gather_params": ("trl.distributed.DistributedBackend", "(self, params)"),
 }
 
 # Functions of TRL called with keywords from the trainer: "module.function" -> signature.
@@ -70,10 +72,16 @@ FUNCTIONS: dict[str, str] = {
 CREATE_MODEL_PATCH: tuple[str, str, str] = (
     "trl.trainer.grpo_trainer", "create_model_from_path", "(model_id, architecture=None, **kwargs)")
 
+# The second patch: with use_vllm, while GRPOTrainer.__init__ runs, the class it builds its colocated vLLM engine from
+# is replaced by a placeholder (hs_rl.grpo.trainer._no_trl_vllm_engine); hs-rl's own engine generates instead.
+VLLM_GENERATION_PATCH: tuple[str, str] = ("trl.trainer.grpo_trainer", "VLLMGeneration")
+
 # Attributes GRPOTrainer sets in its own code that hs-rl reads or extends (`self._metrics[mode][key]`,
 # `self._logs`, `self._dist`, ...): each must still be assigned there.
 TRL_ATTRIBUTES: tuple[str, ...] = (
     "_metrics", "_logs", "_dist", "reward_func_names", "use_vllm", "use_transformers_continuous_batching",
     "generation_config", "generation_kwargs", "eos_token_ids", "num_generations", "num_generations_eval",
     "ref_model", "aux_loss_enabled",
+    # use_vllm: the sampling settings the engine is given, and TRL's importance-sampling switch it reads
+    "temperature", "top_p", "top_k", "max_completion_length", "vllm_importance_sampling_correction",
 )

@@ -1,1 +1,2 @@
-"""Offline tools: the tiny random Omni model, sample data in the HumanSense formats, and the end-to-end demo."""
+"""Offline tools: the tiny random Omni models (one builder per family), sample data in the HumanSense formats, the
+learnable curriculum, the format warm-up and the end-to-end demo."""

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from hs_rl.tools.sample_data import AUDIO_RATE, SINGLE, _encode_audio, _lettered, write_wav
+from hs_rl.tools.fixture_writing import AUDIO_RATE, SINGLE, encode_audio, lettered, write_wav
 
 VIDEO_TASK = "Curriculum_Video_Colour"
 AUDIO_TASK = "Curriculum_Audio_Pitch"
@@ -93,7 +93,7 @@ def _write_clip(path: Path, frames: list[np.ndarray], audio: np.ndarray | None) 
             container.mux(video.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
         container.mux(video.encode(None))
         if stream is not None:
-            _encode_audio(container, stream, audio)
+            encode_audio(container, stream, audio)
 
 
 def _tone_of(band: str, rng: np.random.Generator, seconds: float) -> np.ndarray:
@@ -111,7 +111,7 @@ def _question(task: str, answer_index: int) -> dict[str, Any]:
     """The family's fixed question with the answer letter of class `answer_index`."""
     text, choices = QUESTIONS[task]
     return {"task_type": task, "question_pattern": SINGLE, "question": text,
-            "options": _lettered(choices, spaced=True), "answer": "ABCD"[answer_index]}
+            "options": lettered(choices, spaced=True), "answer": "ABCD"[answer_index]}
 
 
 def _family_items(task: str, split: str, per_class: int, folder: Path, rng: np.random.Generator
@@ -188,7 +188,7 @@ def heldout_accuracy(thinker, processor, data_args, data_dir: str | Path, family
 
     from hs_rl.data.answers import score_answer
     from hs_rl.data.prompt_media import prepare_prompt
-    from hs_rl.grpo.generation import generate_rows
+    from hs_rl.omni.generation import generate_rows
 
     records = heldout_records(data_dir, family)
     tokenizer = processor.tokenizer
@@ -214,7 +214,7 @@ def right_letter_probabilities(models: dict[str, str | Path], data_args, data_di
     (0.00 to 0.53 measured); this probability is what "at chance" means for it. The prompts are prepared once and
     every model answers the same batch.
     """
-    from hs_rl.grpo.model import load_processor, load_thinker
+    from hs_rl.omni.loading import load_processor, load_thinker
 
     processor = load_processor(next(iter(models.values())))
     batches = {family: _letter_batch(processor, data_args, data_dir, family) for family in FAMILIES}
@@ -252,7 +252,7 @@ def _letter_batch(processor, data_args, data_dir: str | Path, family: str):
 def _right_probability(thinker, batch, right, letters) -> float:
     import torch
 
-    from hs_rl.grpo.omni_inputs import lm_inputs, rope_positions
+    from hs_rl.omni.inputs import lm_inputs, rope_positions
 
     was_training = thinker.training
     thinker.eval()

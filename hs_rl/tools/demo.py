@@ -9,17 +9,17 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 
 from hs_rl.choices import check_choices
-from hs_rl.grpo.export import FINAL_DIR
+from hs_rl.omni.export import FINAL_DIR
+from hs_rl.omni.families import FamilyName
 
 # stage name -> record modality (and curriculum family) it trains on, in the recipe's order
 STAGE_MODALITIES = {"stage1_video": "video", "stage2_audio": "audio", "stage3_video_audio": "video_audio"}
 DEMO_PIPELINE = Path(__file__).resolve().parents[2] / "stages" / "demo" / "pipeline.yaml"
 TINY_PIPELINE = Path(__file__).resolve().parents[2] / "stages" / "tiny" / "pipeline.yaml"
 DEMO_PRESET = "demo"
-# targets of the learning table (README, "Does it learn?"): (model, family) -> lowest held-out accuracy
+# targets of the learning table (docs/demo.md, "The table it ends with"): (model, family) -> lowest held-out accuracy
 TARGETS = {("stage1_video", "video"): 0.9, ("stage2_audio", "audio"): 0.9, ("stage2_audio", "video"): 0.85,
            ("stage3_video_audio", "video"): 0.9, ("stage3_video_audio", "audio"): 0.9,
            ("stage3_video_audio", "video_audio"): 0.9}
@@ -51,7 +51,7 @@ class DemoArguments:
     warmup_steps: int = field(default=60, metadata={
         "help": "Steps of the format warm-up (2 prompts a step, each with every answer letter) that makes the "
                 "`base` model."})
-    family: Literal["qwen2_5_omni", "qwen3_omni"] = field(default="qwen2_5_omni", metadata={
+    family: FamilyName = field(default="qwen2_5_omni", metadata={
         "help": "Model family of the demo model: qwen2_5_omni or qwen3_omni (its default output_dir is "
                 "experiments/demo_qwen3_omni)."})
 
@@ -67,7 +67,7 @@ def prepare_inputs(root: Path, seed: int = 0, preset: str = DEMO_PRESET,
     a model of another family already in ROOT/model is an error, not silently reused."""
     from hs_rl.data.convert import convert_file
     from hs_rl.data.records import write_records
-    from hs_rl.grpo.families import family_of_dir
+    from hs_rl.omni.families import family_of_dir
     from hs_rl.tools.curriculum import heldout_records, make_curriculum
     from hs_rl.tools.tiny_model import make_tiny_model
 
@@ -98,7 +98,7 @@ def probe_paths(root: Path) -> dict[str, Path]:
 def stage_settings(pipeline: str) -> dict:
     """The first stage's options, its `base:` chain included (prompt and media settings the warm-up and the
     evaluation share with training)."""
-    from hs_rl.cli import read_config
+    from hs_rl.commands import read_config
     from hs_rl.pipeline import load_pipeline
 
     return read_config(load_pipeline(pipeline).stages[0].config)
@@ -115,7 +115,7 @@ def make_base(root: Path, model: Path, datasets: dict[str, Path], settings: dict
 
 
 def _data_arguments(settings: dict):
-    from hs_rl.grpo.config import DataArguments
+    from hs_rl.data.arguments import DataArguments
 
     keys = {"system_prompt", "think", "video_max_frames", "video_max_pixels", "video_min_pixels", "video_fps"}
     return DataArguments(**{k: v for k, v in settings.items() if k in keys})
@@ -290,7 +290,7 @@ def run_demo(args: DemoArguments) -> int:
     import shlex
     import time
 
-    from hs_rl.cli import read_config
+    from hs_rl.commands import read_config
     from hs_rl.pipeline import PipelineArguments, load_pipeline, run_pipeline
     from hs_rl.plots import plot_stage
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import random
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,16 +18,16 @@ from typing import Any
 
 import numpy as np
 
+from hs_rl.tools.fixture_writing import AUDIO_RATE, LETTERS, SINGLE, encode_audio, lettered, write_wav
+
 NUM_CLIPS = 28
 NUM_CLIPS_WITH_AUDIO = 14
 NUM_WAVS = 7
-AUDIO_RATE = 16000
 CLIP_SIZE = (64, 48)  # width, height
 CLIP_SECONDS = (2.0, 1.0, 1.5)
 CLIP_FPS = (10, 8)
 LONG_WAV_SECONDS = 35.0
 
-SINGLE = "Multiple-choice question (select one answer choice)"
 MULTI = "Multiple-choice question (select one or more answer choices)"
 NUMBER = "Question and answer (Arabic numerals)"
 YES_NO = "Judgment question (Yes or No)"
@@ -37,7 +36,6 @@ AUDIO_ONLY_TASKS = ("Fraud_Recognition", "Psychological_Chat")
 VIDEO_AUDIO_TASKS = ("Emo_Strategy", "Rapport_Recognition", "Talkingperson_Recognition",
                      "Familiarity_Recognition", "Relation_Recognition")
 VIDEO_ONLY_TASKS = ("Abnormal_Recognition", "Action_Recognition", "Human_Counting")
-LETTERS = "ABCDE"
 
 
 # ----------------------------------------------------------------------------------------------- media
@@ -111,30 +109,7 @@ def write_clip(path: Path, index: int, rng: np.random.Generator, with_audio: boo
             container.mux(video.encode(frame))
         container.mux(video.encode(None))
         if audio is not None:
-            _encode_audio(container, audio, _tone(clip_tone_hz(index), seconds, rng))
-
-
-def _encode_audio(container: Any, stream: Any, samples: np.ndarray, chunk: int = 1024) -> None:
-    """Feed float samples to an audio encoder in fixed-size frames, then flush it."""
-    import av
-
-    for start in range(0, samples.size, chunk):
-        piece = samples[start:start + chunk].reshape(1, -1)
-        frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(piece), format="fltp", layout="mono")
-        frame.sample_rate = AUDIO_RATE
-        frame.pts = start
-        container.mux(stream.encode(frame))
-    container.mux(stream.encode(None))
-
-
-def write_wav(path: Path, samples: np.ndarray) -> None:
-    """16-bit mono PCM wav with the stdlib writer."""
-    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2")
-    with wave.open(str(path), "wb") as handle:
-        handle.setnchannels(1)
-        handle.setsampwidth(2)
-        handle.setframerate(AUDIO_RATE)
-        handle.writeframes(pcm.tobytes())
+            encode_audio(container, audio, _tone(clip_tone_hz(index), seconds, rng))
 
 
 # ----------------------------------------------------------------------------------------------- questions
@@ -154,24 +129,18 @@ class _Question:
                 "options": list(self.options), "answer": self.answer}
 
 
-def _lettered(choices: list[str], spaced: bool) -> list[str]:
-    """Prefix letters the two ways HumanSense writes them: "A. happy" or "A.son/father"."""
-    sep = ". " if spaced else "."
-    return [f"{LETTERS[i]}{sep}{text}" for i, text in enumerate(choices)]
-
-
 def _single(task: str, question: str, choices: list[str], rng: random.Random, spaced: bool = True) -> _Question:
     """Single-answer multiple choice with the correct choice shuffled into place."""
     order = choices[:]
     rng.shuffle(order)
     answer = LETTERS[order.index(choices[0])]
-    return _Question(task, SINGLE, question, _lettered(order, spaced), answer)
+    return _Question(task, SINGLE, question, lettered(order, spaced), answer)
 
 
 def _multi(task: str, question: str, choices: list[str], rng: random.Random) -> _Question:
     """Multiple-answer question over four options; one to three correct, letters in order."""
     picked = sorted(rng.sample(range(len(choices)), rng.randint(1, 3)))
-    return _Question(task, MULTI, question, _lettered(choices, True), "".join(LETTERS[i] for i in picked))
+    return _Question(task, MULTI, question, lettered(choices, True), "".join(LETTERS[i] for i in picked))
 
 
 def _yes_no(task: str, question: str, rng: random.Random) -> _Question:

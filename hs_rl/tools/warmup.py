@@ -15,9 +15,10 @@ from typing import Any
 import torch
 from transformers import Trainer, TrainingArguments
 
+from hs_rl.data.arguments import DataArguments
+from hs_rl.data.prompt_media import PromptMedia
 from hs_rl.data.records import Record
-from hs_rl.grpo.config import DataArguments
-from hs_rl.grpo.omni_inputs import PromptMedia, lm_inputs, rope_positions, thinker_of
+from hs_rl.omni.inputs import lm_inputs, rope_positions, thinker_of
 
 THOUGHT = ""  # an empty thought: the shortest well-formed answer (12 tokens + end), so steps stay cheap
 
@@ -91,8 +92,8 @@ def format_warmup(model_dir: str | Path, records: list[Record], output_dir: str 
     """Train the format on `records`' prompts (`batch_size` prompts a step, each with every letter) and export
     the result to `output_dir/final`."""
     from hs_rl.data.prompt_media import prepare_prompt
-    from hs_rl.grpo.export import FINAL_DIR, export_model, is_exported
-    from hs_rl.grpo.model import freeze_encoders, load_processor, load_thinker
+    from hs_rl.omni.export import FINAL_DIR, export_model, is_exported
+    from hs_rl.omni.loading import freeze_encoders, load_processor, load_thinker
 
     output_dir = Path(output_dir)
     final = output_dir / FINAL_DIR

@@ -7,7 +7,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from hs_rl.tools.sample_data import write_wav
+from hs_rl.tools.fixture_writing import write_wav
 
 
 def tone_wav(path: Path, seconds: float = 3.0, hz: float = 500.0) -> Path:

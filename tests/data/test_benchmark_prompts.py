@@ -274,7 +274,7 @@ def test_eval_asks_with_the_benchmark_text_and_records_the_setting(tiny_model, s
 
     from hs_rl.eval.evaluate import data_arguments, evaluate, prepare
     from hs_rl.eval.scoring import ScoreArguments, score_files
-    from hs_rl.grpo.model import load_processor
+    from hs_rl.omni.loading import load_processor
 
     out = tmp_path / "paper.jsonl"
     args = EvalArguments(model=str(tiny_model["full"]), data=[str(sample_data["vqa_json"])], out=str(out),
@@ -307,10 +307,10 @@ def test_training_prompts_from_the_same_source(tmp_path):
     """Stage option `prompt_source`: training records are asked with the benchmark's text (its think templates
     when think: true); a record the benchmark has no template for is refused before training, by id; a bad
     folder fails when the options are parsed."""
-    from hs_rl.cli import build_parser, check_config_keys
+    from hs_rl.commands import build_parser, check_config_keys
+    from hs_rl.data.arguments import DataArguments
     from hs_rl.data.prompts import build_messages, check_prompt_source
     from hs_rl.data.records import Record
-    from hs_rl.grpo.config import DataArguments
 
     record = Record(id="r1", task_type="Emo_Strategy", modality="video_audio", question="How does she feel",
                     question_type="single_choice", answer="B", options=["A. happy", "B. sad", "C. calm"],

@@ -10,16 +10,16 @@ from pathlib import Path
 import datasets
 import pytest
 
+from hs_rl.data.arguments import DataArguments
 from hs_rl.data.dataset import build_train_dataset, prompt_count
 from hs_rl.data.media import MediaError
-from hs_rl.grpo.config import DataArguments
 from tests.data.broken_media import cut_wav, sliver_video, tone_wav
 from tests.grpo.trainer_helpers import sample_records
 
 
 @pytest.fixture(scope="module")
 def processor(tiny_model):
-    from hs_rl.grpo.model import load_processor
+    from hs_rl.omni.loading import load_processor
 
     return load_processor(tiny_model["full"])
 

@@ -20,7 +20,7 @@ from hs_rl.eval.evaluate import (
     read_done,
 )
 from hs_rl.eval.scoring import ScoreArguments, load_results, run_score, score_items
-from hs_rl.grpo.generation import prefill_rows
+from hs_rl.omni.generation import prefill_rows
 
 FIELDS = {"id", "task_type", "question_type", "modality", "question", "options", "answer", "prediction",
           "extracted", "model", "think", "source", "index"}
@@ -138,7 +138,7 @@ def test_left_padded_logits_match_single_prompts(tiny_model, sample_data, tmp_pa
     """Logits of every decode step agree to float noise, which a wrong rope_deltas (e.g. +padding) breaks."""
     from transformers import GenerationConfig
 
-    from hs_rl.grpo.model import load_processor, load_thinker
+    from hs_rl.omni.loading import load_processor, load_thinker
 
     args = eval_args(tiny_model, sample_data, tmp_path / "x.jsonl", data=[str(mixed_benchmark(
         sample_data, tmp_path / "mixed.json"))])

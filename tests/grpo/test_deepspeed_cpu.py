@@ -51,7 +51,7 @@ def _free_port() -> int:
 
 
 def _thinker(path: Path):
-    from hs_rl.grpo.families import family_of_dir
+    from hs_rl.omni.families import family_of_dir
 
     model, info = family_of_dir(path).thinker_class.from_pretrained(path, output_loading_info=True)
     return model, info

@@ -58,6 +58,7 @@ def calls(log_dir: Path, rank: int) -> list[list[str]]:
     return [json.loads(line)["ids"] for line in path.read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_two_processes_split_prompts_group_and_resume_inside_epoch_1(tiny_model, four_videos, tmp_path):
     from hs_rl.grpo.checkpoints import MARKER
     from tests.grpo.test_resume import assert_same_run, metrics
@@ -115,8 +116,8 @@ def test_which_towers_run_is_the_same_on_every_rank(tiny_model):
     from types import SimpleNamespace
 
     from hs_rl.errors import UserError
-    from hs_rl.grpo.model import freeze_encoders, load_thinker
     from hs_rl.grpo.trainer import OmniGRPOTrainer
+    from hs_rl.omni.loading import freeze_encoders, load_thinker
 
     thinker = load_thinker(tiny_model["thinker"])
 

@@ -10,7 +10,7 @@ import torch
 
 def _trained_thinker(base: Path, out: Path, shift: float = 0.5) -> dict[str, torch.Tensor]:
     """A 'trained' thinker: the base thinker with its language-model weights moved, saved like the trainer does."""
-    from hs_rl.grpo.model import load_processor, load_thinker
+    from hs_rl.omni.loading import load_processor, load_thinker
 
     thinker = load_thinker(base)
     with torch.no_grad():
@@ -24,9 +24,9 @@ def _trained_thinker(base: Path, out: Path, shift: float = 0.5) -> dict[str, tor
 
 def test_full_export_loads_and_keeps_talker(omni_model, tmp_path):
     """Both families: Qwen2.5-Omni keeps talker + token2wav + spk_dict.pt, Qwen3-Omni talker + code2wav."""
-    from hs_rl.grpo.export import export_model, is_exported
-    from hs_rl.grpo.families import family_of_dir
-    from hs_rl.grpo.model import load_thinker
+    from hs_rl.omni.export import export_model, is_exported
+    from hs_rl.omni.families import family_of_dir
+    from hs_rl.omni.loading import load_thinker
 
     tiny_model = omni_model
     family = family_of_dir(tiny_model["full"])
@@ -43,23 +43,24 @@ def test_full_export_loads_and_keeps_talker(omni_model, tmp_path):
     assert {key.split(".")[0] for key in kept} == {p.rstrip(".") for p in family.non_thinker_prefixes()}
     for key in kept:
         assert torch.equal(full.state_dict()[key], base_state[key]), key
-    # the next stage trains from it: hs_rl.grpo.model loads a thinker from a full folder
+    # the next stage trains from it: hs_rl.omni.loading loads a thinker from a full folder
     again = load_thinker(final).state_dict()
     assert all(torch.equal(again[k], trained[k]) for k in trained)
     # and it can speak: the trained thinker's reply goes through the kept talker and token2wav to a waveform
-    from hs_rl.grpo.model import load_processor
+    from hs_rl.omni.loading import load_processor
+    from hs_rl.tools.tiny_model import tiny_family
 
     processor = load_processor(final)
     text = processor.apply_chat_template([{"role": "user", "content": [{"type": "text", "text": "hello"}]}],
                                          add_generation_prompt=True, tokenize=False)
     torch.manual_seed(0)
-    wav = family.speak(full.eval(), processor, text)
+    wav = tiny_family(family.name).speak(full.eval(), processor, text)
     assert wav.numel() > 0 and torch.isfinite(wav).all()
 
 
 def test_thinker_only_base_exports_thinker_only(tiny_model, tmp_path):
-    from hs_rl.grpo.export import export_model
-    from hs_rl.grpo.model import load_thinker
+    from hs_rl.omni.export import export_model
+    from hs_rl.omni.loading import load_thinker
 
     trained = _trained_thinker(tiny_model["thinker"], tmp_path / "thinker", shift=0.25)
     final = export_model(tmp_path / "thinker", tiny_model["thinker"], tmp_path / "final")
@@ -70,7 +71,7 @@ def test_thinker_only_base_exports_thinker_only(tiny_model, tmp_path):
 
 
 def test_failed_export_leaves_previous_final_untouched(tiny_model, tmp_path, monkeypatch):
-    import hs_rl.grpo.export as export
+    import hs_rl.omni.export as export
 
     _trained_thinker(tiny_model["full"], tmp_path / "thinker")
     final = export.export_model(tmp_path / "thinker", tiny_model["full"], tmp_path / "final")

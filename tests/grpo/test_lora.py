@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -14,13 +15,14 @@ LORA = ("--use_peft", "true", "--lora_r", "4", "--lora_alpha", "8", "--max_steps
         "--keep_adapter", "true")
 
 
+@pytest.mark.slow
 def test_lora_stage_exports_merged_model_resumes_and_reruns(tiny_model, sample_data, tmp_path):
     from peft import PeftModel
     from transformers import Qwen2_5OmniForConditionalGeneration
 
     from hs_rl.data.convert import convert_file
     from hs_rl.data.records import write_records
-    from hs_rl.grpo.model import load_thinker
+    from hs_rl.omni.loading import load_thinker
 
     dataset = tmp_path / "video.jsonl"
     write_records([r for r in convert_file(sample_data["train_json"], media_root=sample_data["media_root"])
@@ -66,7 +68,7 @@ def test_default_targets_train_on_each_family(omni_model, sample_data, tmp_path)
     """`use_peft` with TRL's defaults (lora_dropout 0.05) and no targets: each family's LoRA targets
     (Family.lora_targets: Qwen2.5-Omni every attention and MLP projection, Qwen3-Omni the attention projections,
     not the fused MoE experts) get adapters in the language model only, and a real step moves every one."""
-    from hs_rl.grpo.families import family_of_dir
+    from hs_rl.omni.families import family_of_dir
     from hs_rl.train import build_trainer
     from tests.grpo.trainer_helpers import sample_records, stage_args
 

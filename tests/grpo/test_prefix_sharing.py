@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from hs_rl.grpo import prefix_sharing
-from hs_rl.grpo.omni_inputs import thinker_of
 from hs_rl.grpo.prefix_sharing import prompt_groups, shared_prefix_logps, splits_a_group
+from hs_rl.omni.inputs import thinker_of
 from hs_rl.train import build_trainer
 from tests.grpo.trainer_helpers import interleaved, sample_records, stage_args
 
@@ -200,7 +200,7 @@ def test_batched_group_generation_matches_per_prompt_generate(buffered):
     media, token for token and in the next-token logits of every step."""
     import copy
 
-    from hs_rl.grpo.generation import generate_rows
+    from hs_rl.omni.generation import generate_rows
 
     trainer = buffered
     thinker = thinker_of(trainer.accelerator.unwrap_model(trainer.model))

@@ -18,7 +18,7 @@ from tests.grpo.trainer_helpers import interleaved, sample_records, stage_args
 def test_tiny_checkpoint_is_laid_out_like_the_released_one(tiny_qwen3_model, tmp_path):
     from safetensors import safe_open
 
-    from hs_rl.grpo.families import family_of_dir
+    from hs_rl.omni.families import family_of_dir
 
     config = json.loads((tiny_qwen3_model["full"] / "config.json").read_text())
     assert config["model_type"] == "qwen3_omni_moe"
@@ -82,6 +82,7 @@ def test_eval_answers_a_sample_benchmark(tiny_qwen3_model, sample_data, tmp_path
     assert score_items(items)["all"]["total"] == len(rows)
 
 
+@pytest.mark.slow
 def test_demo_runs_three_stages(tmp_path, capsys):
     """`hs-rl demo --family qwen3_omni`: the shared demo (curriculum, format warm-up through the family's forward,
     stages/demo) on a demo-sized Qwen3-Omni; each final a full Qwen3-Omni the next trains from."""
@@ -106,7 +107,7 @@ def test_recipe_stage_yaml_parses(stage):
     """stages/qwen3_omni/*.yaml: every key is an option, and the Qwen3 settings are what the file says."""
     from pathlib import Path
 
-    from hs_rl.cli import build_parser, check_config_keys
+    from hs_rl.commands import build_parser, check_config_keys
 
     path = Path(__file__).resolve().parents[2] / "stages" / "qwen3_omni" / f"{stage}.yaml"
     parser = build_parser("train")

@@ -78,6 +78,7 @@ def resume_from_copy(reference: Path, step: int, command: list[str], out: Path) 
     run(command)
 
 
+@pytest.mark.slow
 def test_sigkill_after_second_checkpoint_resumes_exactly(omni_model, video_data, tmp_path):
     """Each family (Qwen3-Omni: MoE thinker, DeepStack): kill -9 after checkpoint 4, run again, same weights."""
     from hs_rl.grpo.checkpoints import MARKER
@@ -111,6 +112,7 @@ def test_resume_at_epoch_boundary(tiny_model, video_data, tmp_path):
     assert_same_run(reference, resumed)
 
 
+@pytest.mark.slow
 def test_resume_with_steps_per_generation(tiny_model, video_data, tmp_path):
     # one generation serves 2 optimizer steps; checkpoints fall on cycle boundaries (enforced)
     args = ("--max_steps", "4", "--save_steps", "2", "--steps_per_generation", "2")
@@ -148,11 +150,12 @@ def test_checkpoint_inside_a_generation_cycle_is_a_config_error():
 
 def parse_train(command: list[str]) -> tuple:
     """The (data, config, model) arguments `hs-rl train` would build from a `train_command`."""
-    from hs_rl.cli import build_parser
+    from hs_rl.commands import build_parser
 
     return build_parser("train").parse_args_and_config(["--config", str(STAGE), *command[4:]])
 
 
+@pytest.mark.slow
 def test_end_of_run_inside_a_generation_cycle(tiny_model, video_data, tmp_path, monkeypatch):
     """max_steps 3 with steps_per_generation 2 is refused before any step; a checkpoint-3 that an earlier version
     wrote there is refused on resume (it crashed the run), naming the aligned checkpoint to resume from."""
@@ -226,10 +229,11 @@ def test_auto_skips_half_checkpoints_and_rotation_keeps_newest_complete(tmp_path
     assert not (tmp_path / "checkpoint-2").exists() and (tmp_path / "checkpoint-6").exists()
 
 
+@pytest.mark.slow
 def test_full_disk_during_save_then_resume(tiny_model, video_data, tmp_path, monkeypatch):
     import transformers.modeling_utils as modeling_utils
 
-    from hs_rl.cli import build_parser
+    from hs_rl.commands import build_parser
     from hs_rl.grpo.checkpoints import MARKER
     from hs_rl.train import run_train
 
@@ -261,6 +265,7 @@ def test_full_disk_during_save_then_resume(tiny_model, video_data, tmp_path, mon
     assert_same_run(reference, out)
 
 
+@pytest.mark.slow
 def test_more_epochs_on_resume_are_trained(tiny_model, video_data, tmp_path):
     """A finished 1-epoch run re-run with num_train_epochs 2 trains epoch 2, exactly as a 2-epoch run does."""
     common = ("--max_steps", "-1", "--save_steps", "2", "--lr_scheduler_type", "constant")
@@ -343,6 +348,7 @@ def copy_of(run_dir: Path, tmp_path: Path) -> Path:
     return copy
 
 
+@pytest.mark.slow
 def test_extending_a_finished_run_trains_its_first_new_step(tiny_model, video_data, finished_run, tmp_path):
     """max_steps 2 → 3: the linear schedule is rebuilt for 3 steps and continues at step 3's point of it (the
     restored one had reached 0), so step 3 trains at lr × 1/3, as a 3-step run does, and moves the weights."""
@@ -357,6 +363,7 @@ def test_extending_a_finished_run_trains_its_first_new_step(tiny_model, video_da
     assert any(not torch.equal(before[k], after[k]) for k in before), "step 3 left the weights as they were"
 
 
+@pytest.mark.slow
 def test_resume_with_other_settings_is_refused_before_loading(tiny_model, video_data, finished_run, tmp_path):
     """A re-run with changed training settings names each difference and the ways on, and loads nothing."""
     from hs_rl.data.records import load_records, write_records
@@ -417,6 +424,7 @@ def test_settings_check_units(tmp_path, caplog):
     assert "were not compared" in caplog.text
 
 
+@pytest.mark.slow
 def test_completions_log_holds_each_step_once_after_a_resume(tiny_model, video_data, tmp_path):
     """A kill after step 4's completions were logged but before checkpoint-4: the resume from checkpoint-2
     trains steps 3 and 4 again, and the log holds them once, numbered as log_history numbers steps (from 1)."""
@@ -437,6 +445,7 @@ def test_completions_log_holds_each_step_once_after_a_resume(tiny_model, video_d
     assert again == rows  # an exact resume: the same completions, rewards and advantages
 
 
+@pytest.mark.slow
 def test_ctrl_c_is_one_line_reads_interrupted_and_resumes(tiny_model, video_data, tmp_path):
     from hs_rl.grpo.checkpoints import MARKER
     from hs_rl.status import stage_status
@@ -471,6 +480,7 @@ def _mount_tmpfs(folder: Path, size: str) -> bool:
     return result.returncode == 0
 
 
+@pytest.mark.slow
 def test_full_disk_for_real_says_so_in_one_line(tiny_model, video_data, tmp_path):
     """The output folder on a tmpfs with room for one checkpoint: the second save fails in torch's writer
     ("basic_ios::clear: iostream error" and the like); the run ends with one line naming the folder, its free

@@ -22,12 +22,12 @@ def records(sample_data):
 
 
 def _weights_never_loaded(monkeypatch):
-    import hs_rl.grpo.model
+    import hs_rl.omni.loading
 
     def refuse(*args, **kwargs):
         raise AssertionError("weights were loaded before the input was checked")
 
-    monkeypatch.setattr(hs_rl.grpo.model, "load_thinker", refuse)
+    monkeypatch.setattr(hs_rl.omni.loading, "load_thinker", refuse)
 
 
 def test_invalid_records_refused_before_weights(tiny_model, records, tmp_path, monkeypatch):

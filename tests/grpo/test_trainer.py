@@ -127,7 +127,7 @@ def test_changing_media_changes_loss_forward_logps(buffered, attr):
 def test_deepstack_features_reach_the_loss_forward(buffered):
     """Qwen3-Omni: moving only a video's cached DeepStack features (pooled features untouched) moves that row's
     loss-forward log-probs, and no other row's."""
-    from hs_rl.grpo.families import family_of
+    from hs_rl.omni.families import family_of
 
     trainer = buffered
     if family_of(trainer.accelerator.unwrap_model(trainer.model)).name != "qwen3_omni":
@@ -184,9 +184,9 @@ def test_a_policy_given_as_a_path_is_loaded_from_that_path(tiny_model, records, 
     """TRL loads a policy given as a path through the same `create_model_from_path` hs-rl patches for the
     reference: that load must read the policy's own folder (as the family's thinker), never
     `ref_model_name_or_path`, and the reference must still be the other folder."""
-    from hs_rl.grpo.model import load_thinker
-    from hs_rl.grpo.omni_inputs import thinker_of
     from hs_rl.grpo.trainer import OmniGRPOTrainer
+    from hs_rl.omni.inputs import thinker_of
+    from hs_rl.omni.loading import load_thinker
 
     other = load_thinker(tiny_model["full"], dtype="float32")
     with torch.no_grad():
@@ -211,8 +211,8 @@ def test_a_policy_given_as_a_path_is_loaded_from_that_path(tiny_model, records, 
 def test_kl_reference_can_be_another_model(tiny_model, tiny_qwen3_model, records, tmp_path):
     """`ref_model_name_or_path`: the KL term's reference is that folder's thinker, towers included (the policy's
     cached encoder outputs are not its own), not the stage's starting model. Misuse fails early."""
-    from hs_rl.grpo.model import load_thinker
-    from hs_rl.grpo.omni_inputs import thinker_of
+    from hs_rl.omni.inputs import thinker_of
+    from hs_rl.omni.loading import load_thinker
 
     other = load_thinker(tiny_model["full"], dtype="float32")
     generator = torch.Generator().manual_seed(0)
@@ -296,10 +296,10 @@ def test_mask_truncated_completions_masks_the_loss(tiny_model, records, tmp_path
 def test_trainable_encoders_build_no_graph_in_no_grad_passes(tiny_model, records, sample_data):
     """With trainable towers (use_cache=False) the encoders follow the caller: a graph for the loss forward,
     none inside TRL's no-grad log-prob passes and generation (a throwaway graph there costs activation memory)."""
+    from hs_rl.data.arguments import DataArguments
     from hs_rl.data.prompt_media import prepare_prompt
-    from hs_rl.grpo.config import DataArguments
-    from hs_rl.grpo.model import freeze_encoders, load_processor, load_thinker
-    from hs_rl.grpo.omni_inputs import encode_media
+    from hs_rl.omni.inputs import encode_media
+    from hs_rl.omni.loading import freeze_encoders, load_processor, load_thinker
 
     thinker = load_thinker(tiny_model["full"])
     freeze_encoders(thinker, vision=False, audio=False)
@@ -357,7 +357,7 @@ def test_each_clip_decoded_once_per_use_with_workers(tiny_model, records, tmp_pa
 def test_reference_shares_only_the_frozen_tensors(omni_model, records, tmp_path):
     """beta > 0: TRL's reference holds the policy's own tensors for the frozen towers (and, with freeze_experts, the
     experts), its own copy of everything trained; a real step moves the policy and leaves the reference's copy."""
-    from hs_rl.grpo.omni_inputs import thinker_of
+    from hs_rl.omni.inputs import thinker_of
 
     chosen = interleaved(records, count=4)
     trainer = build_trainer(*stage_args(omni_model["full"], chosen, tmp_path / "shared", beta=0.1,
@@ -387,7 +387,7 @@ def test_reference_shares_only_the_frozen_tensors(omni_model, records, tmp_path)
 def test_changed_frozen_weights_are_refused_before_the_first_step(tiny_model, records, tmp_path):
     """A resume whose checkpoint carries other frozen weights than the stage's start (say, trained with other
     freeze_* settings) would hand them to the reference that shares them: refused, with the way out named."""
-    from hs_rl.grpo.omni_inputs import thinker_of
+    from hs_rl.omni.inputs import thinker_of
 
     trainer = build_trainer(*stage_args(tiny_model["full"], interleaved(records, count=4), tmp_path, beta=0.1))
     tower = next(p for n, p in thinker_of(trainer.model).named_parameters() if "audio_tower" in n)

@@ -94,6 +94,20 @@ def test_the_create_model_patch_still_reaches_trl():
     assert getattr(module, function) is original
 
 
+def test_the_vllm_generation_patch_still_reaches_trl():
+    """With use_vllm, GRPOTrainer.__init__ must still build its engine from the module global hs-rl replaces (else
+    TRL would start its own engine, with images only, beside hs-rl's); replaced only while that __init__ runs."""
+    from hs_rl.grpo.trainer import _no_trl_vllm_engine
+
+    module_name, name = trl_contract.VLLM_GENERATION_PATCH
+    module = importlib.import_module(module_name)
+    original = getattr(module, name)
+    assert f"self.vllm_generation = {name}(" in inspect.getsource(GRPOTrainer.__init__)
+    with _no_trl_vllm_engine():
+        assert getattr(module, name) is not original
+    assert getattr(module, name) is original
+
+
 def test_trl_attributes_read_are_still_trls():
     source = _module_text(GRPOTrainer)
     missing = [name for name in trl_contract.TRL_ATTRIBUTES if f"self.{name} =" not in source]

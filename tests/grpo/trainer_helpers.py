@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hs_rl.data.arguments import DataArguments
 from hs_rl.data.convert import convert_file
 from hs_rl.data.records import Record, write_records
-from hs_rl.grpo.config import DataArguments, OmniGRPOConfig, OmniModelConfig
+from hs_rl.grpo.config import OmniGRPOConfig, OmniModelConfig
 
 
 def sample_records(sample_data: dict[str, Path]) -> list[Record]:

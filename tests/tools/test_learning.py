@@ -50,6 +50,7 @@ def demo_run(tmp_path_factory):
     return root, json.loads((root / "report" / "learning.json").read_text())
 
 
+@pytest.mark.slow
 def test_each_stage_learns_its_family_and_keeps_the_earlier_ones(demo_run):
     """Every target of the table: base at chance (by the right letter's probability), stage 1 video >= 0.9, stage 2
     audio >= 0.9 and video >= 0.85, stage 3 every family >= 0.9, format >= 0.95."""
@@ -60,6 +61,7 @@ def test_each_stage_learns_its_family_and_keeps_the_earlier_ones(demo_run):
     assert missed_targets(table) == []
 
 
+@pytest.mark.slow
 def test_learning_table_curves_and_probes_are_written(demo_run):
     from hs_rl.data.probes import probe_series
     from hs_rl.tools.demo import format_learning_table
@@ -79,22 +81,23 @@ def test_learning_table_curves_and_probes_are_written(demo_run):
         logged = [h for h in history if "reward" in h]
         last = [h["rewards/format_reward/mean"] for h in logged[-10:]]
         assert sum(last) / len(last) >= 0.95, (name, last)  # well-formed answers to the end of every stage
-        series = probe_series(history)  # measured from the start and every 25 steps, each earlier family too
-        assert set(series) == probes and all(points[0][0] == 0 and len(points) >= 4 for points in series.values())
+        series = probe_series(history)  # measured from the start and every 50 steps, each earlier family too
+        assert set(series) == probes and all(points[0][0] == 0 and len(points) >= 3 for points in series.values())
         picture = root / name / "report" / "curves.png"
         assert picture.is_file() and picture.read_bytes()[:4] == b"\x89PNG"
     assert (root / "report" / "tasks.png").stat().st_size > 0
     progress = json.loads((root / "stage3_video_audio" / "progress.json").read_text())
-    assert [d["records"] for d in progress["replay"]] == [16, 16]  # a quarter of stage 3's 64, from each earlier
+    assert [d["records"] for d in progress["replay"]] == [32, 32]  # half of stage 3's 64, from each earlier stage
 
 
+@pytest.mark.slow
 def test_without_media_in_the_loss_it_stays_at_chance(demo_run, monkeypatch, tmp_path):
     """Stage 1 again from the same base, with TRL's own loss forward (the media never reach the gradient)."""
     from trl import GRPOTrainer
 
-    from hs_rl.cli import build_parser
-    from hs_rl.grpo.omni_inputs import thinker_of
+    from hs_rl.commands import build_parser
     from hs_rl.grpo.trainer import OmniGRPOTrainer
+    from hs_rl.omni.inputs import thinker_of
     from hs_rl.tools.curriculum import heldout_accuracy, right_letter_probability
     from hs_rl.train import build_trainer
 

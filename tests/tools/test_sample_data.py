@@ -6,11 +6,11 @@ import re
 from pathlib import Path
 
 from hs_rl.data.media import has_audio_track
+from hs_rl.tools.fixture_writing import SINGLE
 from hs_rl.tools.sample_data import (
     AUDIO_ONLY_TASKS,
     MULTI,
     NUMBER,
-    SINGLE,
     VIDEO_AUDIO_TASKS,
     YES_NO,
     SampleDataArguments,
@@ -143,7 +143,8 @@ def test_write_clip_length_rate_and_size_can_be_chosen(tmp_path):
     import numpy as np
 
     from hs_rl.data.media import load_audio, open_video, probe_video
-    from hs_rl.tools.sample_data import AUDIO_RATE, write_clip
+    from hs_rl.tools.fixture_writing import AUDIO_RATE
+    from hs_rl.tools.sample_data import write_clip
 
     path = tmp_path / "long.mp4"  # clip 0 is 2 s at 10 fps by default
     write_clip(path, 0, np.random.default_rng(0), with_audio=True, seconds=3.0, fps=6, size_wh=(224, 112))

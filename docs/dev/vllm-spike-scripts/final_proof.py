@@ -17,7 +17,7 @@ from transformers import AutoProcessor, Qwen2_5OmniThinkerForConditionalGenerati
 from hs_rl.data.media import load_audio, load_video
 from hs_rl.data.prompt_media import prepare_prompt, video_sampling_for
 from hs_rl.data.records import Record
-from hs_rl.grpo.config import DataArguments
+from hs_rl.data.arguments import DataArguments
 
 MODEL = os.environ.get("MODEL", "/work/vllm-spike/small")
 MEDIA = "/work/main/experiments/s1only_h128/data/curriculum/media"

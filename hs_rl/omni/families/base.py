@@ -1,22 +1,22 @@
-"""What differs between the Omni model families hs-rl trains, behind one small interface.
+"""What differs between the Omni model families hs-rl trains, behind one small interface: `Family`.
 
-Everything the trainer, generation, export and the tiny-model builder need to know about a family lives in one
-module per family (`qwen2_5_omni.py`, `qwen3_omni.py`), as a `Family` subclass:
+Everything the trainer, generation, loading and export need to know about a family lives in one module per family
+(`qwen2_5_omni.py`, `qwen3_omni.py`), as a `Family` subclass:
 
 - its thinker and full-model classes and `model_type`s (so the family is read from `config.json`, never the path);
 - which encoder towers exist, which parameters are MoE experts, and LoRA's default target projections;
 - how the towers turn media into LM inputs: pooled features for the placeholders, their lengths, and any extra
   keyword arguments the LM forward takes (Qwen3-Omni's DeepStack visual features);
-- the export layout (the non-thinker parts a full folder carries: talker + token2wav, or talker + code2wav);
-- a tiny random checkpoint of the family (configs, processor, token texts) for tests, demos and benchmarks.
+- the export layout (the non-thinker parts a full folder carries: talker + token2wav, or talker + code2wav).
+
+A tiny random checkpoint of each family (configs, processor, token texts) for tests, demos and benchmarks is a
+fixture, not the runtime's: hs_rl.tools.tiny_model builds it.
 
 Rope positions need no family code: both thinkers expose `model.get_rope_index` with the same arguments.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -87,80 +87,3 @@ class Family:
     def non_thinker_prefixes(self) -> tuple[str, ...]:
         """Weight-name prefixes of the parts a full folder carries over from its input model."""
         raise NotImplementedError
-
-    # ---- tiny model ----------------------------------------------------------------------------------------
-    special_tokens: dict[str, str] = {}  # tokenizer attribute -> token text, as in the released tokenizer
-    extra_tokens: tuple[str, ...] = ()  # other special tokens the released tokenizer has and the model uses
-    corpus_words: tuple[str, ...] = ()  # plain words the tiny tokenizer must hold as single tokens
-    chat_template_resource: str = ""
-
-    def build_processor(self, tokenizer):
-        raise NotImplementedError
-
-    def tiny_thinker_config(self, tokenizer, preset: dict[str, Any]):
-        raise NotImplementedError
-
-    def tiny_full_config(self, thinker_config, tokenizer):
-        raise NotImplementedError
-
-    def finish_tiny(self, full_model) -> None:
-        """Fix up a freshly built random full model before it is saved (nothing by default)."""
-
-    def tiny_side_files(self, folder: Path) -> None:
-        """Write non-weight files the released full checkpoint has (nothing by default)."""
-
-    def speak(self, model, processor, text: str) -> torch.Tensor:
-        """Generate speech for a short text prompt with a loaded full model; returns the waveform."""
-        raise NotImplementedError
-
-
-def _registry() -> dict[str, Family]:
-    from hs_rl.grpo.families.qwen2_5_omni import Qwen25Omni
-    from hs_rl.grpo.families.qwen3_omni import Qwen3Omni
-
-    return {family.name: family for family in (Qwen25Omni(), Qwen3Omni())}
-
-
-FAMILY_NAMES = ("qwen2_5_omni", "qwen3_omni")
-
-
-def get_family(name: str) -> Family:
-    """The family called `name` (`qwen2_5_omni` or `qwen3_omni`)."""
-    families = _registry()
-    if name not in families:
-        raise ValueError(f"unknown model family {name!r}; hs-rl knows {', '.join(families)}")
-    return families[name]
-
-
-def family_of_model_type(model_type: str | None) -> Family | None:
-    """The family whose full or thinker-only checkpoint has this `model_type`, or None."""
-    for family in _registry().values():
-        if model_type in family.model_types:
-            return family
-    return None
-
-
-def read_model_type(model_dir: str | Path) -> str | None:
-    """`model_type` of a local checkpoint's config.json."""
-    config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
-    return config.get("model_type")
-
-
-def family_of_dir(model_dir: str | Path) -> Family:
-    """The family of a local checkpoint, from its config.json's `model_type` (never from its path)."""
-    model_type = read_model_type(model_dir)
-    family = family_of_model_type(model_type)
-    if family is None:
-        known = ", ".join(t for f in _registry().values() for t in f.model_types)
-        raise ValueError(f"model {model_dir} is a {model_type!r} checkpoint; hs-rl trains the Omni families "
-                         f"(model_type {known})")
-    return family
-
-
-def family_of(thinker) -> Family:
-    """The family of a loaded thinker, from its config's `model_type` (cached on the config)."""
-    config = thinker.config
-    family = family_of_model_type(getattr(config, "model_type", None))
-    if family is None:
-        raise ValueError(f"{type(thinker).__name__} (model_type {config.model_type!r}) is not an Omni thinker")
-    return family

@@ -1,20 +1,19 @@
 """Load an Omni thinker (Qwen2.5-Omni or Qwen3-Omni) and its processor from a local folder, and freeze what is
 not trained.
 
-The family is read from the folder's config.json (`model_type`, see hs_rl.grpo.families), never from its path.
+The family is read from the folder's config.json (`model_type`, see hs_rl.omni.families), never from its path.
 Both layouts of a checkpoint work: a full folder (weights under `thinker.`, plus talker and token2wav/code2wav)
 and a thinker-only folder. Nothing is fetched from a hub.
 """
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from transformers import AutoProcessor
 
-from hs_rl.grpo.families import family_of, family_of_dir, family_of_model_type
+from hs_rl.omni.families import family_of, family_of_dir, family_of_model_type, model_types, read_model_type
 
 
 def check_model_dir(path: str | Path) -> Path:
@@ -27,18 +26,14 @@ def check_model_dir(path: str | Path) -> Path:
     return folder
 
 
-OMNI_MODEL_TYPES = ("qwen2_5_omni", "qwen2_5_omni_thinker", "qwen3_omni_moe", "qwen3_omni_moe_thinker")
-
-
 def check_model_modalities(path: str | Path, modalities: set[str]) -> None:
     """Refuse, before loading weights, a checkpoint that cannot take the dataset's modalities."""
-    config = json.loads((check_model_dir(path) / "config.json").read_text(encoding="utf-8"))
-    model_type = config.get("model_type")
+    model_type = read_model_type(check_model_dir(path))
     if family_of_model_type(model_type) is not None:
         return
     needs = ", ".join(sorted(modalities)) or "video/audio"
     raise ValueError(f"model {path} is a {model_type!r} checkpoint; hs-rl trains Qwen2.5-Omni and Qwen3-Omni "
-                     f"(model_type {' or '.join(OMNI_MODEL_TYPES)}), which the dataset's modalities ({needs}) need")
+                     f"(model_type {' or '.join(model_types())}), which the dataset's modalities ({needs}) need")
 
 
 def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device | None = None) -> torch.dtype | str:
@@ -106,49 +101,3 @@ def lora_target_modules(thinker, names: Iterable[str] | None, language_model_onl
     found = [f"{prefix}.{name}" for name, _ in language_model.named_modules() if name.rpartition(".")[2] in wanted]
     matched = {name.rpartition(".")[2] for name in found}
     return found + [name for name in wanted if name not in matched]
-
-
-def share_frozen_parameters(policy: torch.nn.Module, reference: torch.nn.Module) -> list[str]:
-    """Make `reference` use the policy's own tensor for every parameter the policy keeps frozen; returns their names.
-
-    Why: TRL's reference model is a second full copy of the stage's starting checkpoint, but a frozen parameter
-    (the towers by default, the experts with `freeze_experts`) holds the same values in both models for the whole
-    stage, so the copy only costs memory: about 2.6 GB of bf16 towers for a 7B thinker on every GPU that holds
-    whole models. Only the tensors are shared; each model keeps its own modules (train/eval mode, dropout).
-    A parameter whose name, shape, dtype or values differ in the reference, or that is a shard (ZeRO-3, DTensor),
-    keeps the reference's own copy. The caller decides when sharing is sound (no sync of the reference).
-    """
-    theirs = dict(reference.named_parameters(remove_duplicate=False))
-    shared = []
-    for name, parameter in policy.named_parameters():
-        copy = theirs.get(name)
-        if parameter.requires_grad or copy is None or copy is parameter or _is_shard(parameter) or _is_shard(copy):
-            continue
-        if copy.shape != parameter.shape or copy.dtype != parameter.dtype:
-            continue
-        if not torch.equal(copy.to(parameter.device), parameter):  # a policy changed since it was loaded
-            continue
-        module_name, _, leaf = name.rpartition(".")
-        reference.get_submodule(module_name).register_parameter(leaf, parameter)
-        shared.append(name)
-    return shared
-
-
-def _is_shard(parameter: torch.Tensor) -> bool:
-    """A ZeRO-3 partition (its `ds_id`; the tensor itself is empty) or an FSDP2 DTensor (a Parameter made from a
-    DTensor is that DTensor): not a whole weight."""
-    from torch.distributed.tensor import DTensor
-
-    return hasattr(parameter, "ds_id") or isinstance(parameter, DTensor)
-
-
-def weights_fingerprint(model: torch.nn.Module, names: list[str], dtype: torch.dtype) -> torch.Tensor:
-    """One int64 per named parameter: the sum of its values' bit patterns once cast to `dtype` (bf16 or fp16).
-
-    Exact and independent of device and summation order (integer sums), so it can tell whether these weights
-    changed between two moments. `dtype` is the one DeepSpeed may cast the weights to in place meanwhile (the
-    run's mixed-precision dtype): the same cast then gives the same fingerprint.
-    """
-    sums = [model.get_parameter(name).detach().to(dtype).view(torch.int16).sum(dtype=torch.int64).cpu()
-            for name in names]
-    return torch.stack(sums) if sums else torch.zeros(0, dtype=torch.int64)

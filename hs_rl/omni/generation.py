@@ -6,7 +6,7 @@ its rows, and one transformers `generate` call decodes every row together.
 
 Under ZeRO-3 / FSDP with several processes every module call is a collective, so every process must make the
 same calls: one prefill per `generate_rows` call (all distinct prompts in one batch, however many there are),
-both towers in it with `run_all_towers` (hs_rl.grpo.omni_inputs.encode_media), and with `synced_gpus` as many
+both towers in it with `run_all_towers` (hs_rl.omni.inputs.encode_media), and with `synced_gpus` as many
 decode steps as the process that stops last (transformers keeps a finished process stepping; TRL relies on the
 same). A process's own count of prompts, modalities or stop tokens never changes how many calls it makes.
 """
@@ -17,7 +17,8 @@ from typing import Any
 
 import torch
 
-from hs_rl.grpo.omni_inputs import PromptMedia, lm_inputs, prompt_groups, prompt_rope, rope_positions
+from hs_rl.data.prompt_media import PromptMedia
+from hs_rl.omni.inputs import lm_inputs, prompt_groups, prompt_rope, rope_positions
 
 
 def prefill_rows(thinker, rows: list[PromptMedia], pad_id: int, *, encoders_frozen: bool = True,

@@ -19,11 +19,10 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from hs_rl.atomic_files import atomic_write, fsync_dir
-from hs_rl.grpo.families import family_of_dir
+from hs_rl.omni.families import family_of_dir
 
 logger = logging.getLogger(__name__)
 
-FULL_ARCHITECTURE = "Qwen2_5OmniForConditionalGeneration"  # Qwen2.5-Omni's; each family names its own
 EXPORT_MARKER = "hs_rl_export.json"
 FINAL_DIR = "final"  # a stage's exported model: OUTPUT_DIR/final
 ADAPTER_DIR = "final_adapter"  # a LoRA stage's adapter, with keep_adapter: OUTPUT_DIR/final_adapter
@@ -143,7 +142,7 @@ def merge_adapter(base_dir: str | Path, adapter_dir: str | Path, destination: st
     """
     from peft import PeftModel
 
-    from hs_rl.grpo.model import load_thinker
+    from hs_rl.omni.loading import load_thinker
 
     base = load_thinker(base_dir, dtype)
     merged = PeftModel.from_pretrained(base, str(adapter_dir)).merge_and_unload()
@@ -201,7 +200,7 @@ def export_model(thinker_dir: str | Path, base_dir: str | Path, destination: str
         for path in thinker_dir.iterdir():
             if path.is_file():
                 shutil.copy2(path, tmp / path.name)
-        from hs_rl.grpo.model import load_thinker
+        from hs_rl.omni.loading import load_thinker
 
         load_thinker(tmp)  # loadable, or the stage is not done
         kind = "thinker"

@@ -7,7 +7,8 @@ complete model laid out like the released one (`Qwen2_5OmniForConditionalGenerat
 code2wav) at the top of the output folder, and `thinker/` inside it (a thinker-only checkpoint), so the
 output folder itself is what `--model_name_or_path` takes. Presets: `tiny` (< 100k parameters, seconds on CPU),
 `demo` (what `hs-rl demo` trains: learns the curriculum in minutes on CPU) and `small` (tens of millions of
-parameters with the 7B model's encoder/LM proportions, for benchmarks).
+parameters with the 7B model's encoder/LM proportions, for benchmarks). What differs per family (token texts,
+processor, configs) is a `TinyFamily` in this package's `qwen2_5_omni.py` and `qwen3_omni.py`.
 """
 from __future__ import annotations
 
@@ -20,10 +21,14 @@ from typing import Literal
 import torch
 
 from hs_rl.choices import check_choices
-from hs_rl.grpo.families.qwen2_5_omni import Qwen25Omni
+from hs_rl.omni.families import FamilyName, get_family
 from hs_rl.rewards.common import TAGS
+from hs_rl.tools.tiny_model.base import TinyFamily
+from hs_rl.tools.tiny_model.qwen2_5_omni import TinyQwen25Omni
+from hs_rl.tools.tiny_model.qwen3_omni import TinyQwen3Omni
 
-SPECIAL_TOKENS = Qwen25Omni.special_tokens  # Qwen2.5-Omni's token texts (each family has its own)
+TINY_FAMILIES: dict[str, TinyFamily] = {tiny.name: tiny for tiny in (TinyQwen25Omni(), TinyQwen3Omni())}
+SPECIAL_TOKENS = TinyQwen25Omni.special_tokens  # Qwen2.5-Omni's token texts (each family has its own)
 CHAT_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 MARKER = "hs_rl_tiny_model.json"  # written last: the folder is complete (and says what built it)
 
@@ -67,13 +72,19 @@ class TinyModelArguments:
     preset: Literal["tiny", "demo", "small", "recipe"] = field(default="tiny", metadata={
         "help": "tiny (<100k params), demo (what hs-rl demo trains), small (tens of millions) or recipe (the "
                 "benchmark's proxy: real vocabulary, 7B encoder/LM proportion)."})
-    family: Literal["qwen2_5_omni", "qwen3_omni"] = field(
+    family: FamilyName = field(
         default="qwen2_5_omni", metadata={"help": "qwen2_5_omni or qwen3_omni (MoE thinker, DeepStack, "
                                                   "talker + code2wav)."})
     seed: int = field(default=0, metadata={"help": "Seed of the random weights."})
 
     def __post_init__(self):
         check_choices(self)
+
+
+def tiny_family(name: str) -> TinyFamily:
+    """The tiny-model builder of the family called `name` (an unknown name: the runtime's own error)."""
+    get_family(name)
+    return TINY_FAMILIES[name]
 
 
 def _corpus() -> list[str]:
@@ -97,9 +108,7 @@ def build_tokenizer(vocab_size: int, family: str = "qwen2_5_omni"):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import Qwen2TokenizerFast
 
-    from hs_rl.grpo.families import get_family
-
-    fam = get_family(family)
+    fam = tiny_family(family)
     media_tokens = dict(fam.special_tokens)
     specials = CHAT_TOKENS + list(media_tokens.values()) + list(fam.extra_tokens)
     backend = Tokenizer(models.BPE())
@@ -125,31 +134,28 @@ def build_tokenizer(vocab_size: int, family: str = "qwen2_5_omni"):
 
 def chat_template(family: str = "qwen2_5_omni") -> str:
     """Our ChatML-style template with the family's media token texts (package resources: ships in the wheel)."""
-    from hs_rl.grpo.families import get_family
-
-    resource = get_family(family).chat_template_resource
+    resource = tiny_family(family).chat_template_resource
     return resources.files("hs_rl").joinpath(resource).read_text(encoding="utf-8")
 
 
 def make_tiny_model(output_dir: str | Path, preset: str = "tiny", seed: int = 0,
                     family: str = "qwen2_5_omni") -> dict[str, Path]:
     """Write the full checkpoint in `output_dir` and a thinker-only one in `output_dir/thinker` (idempotent)."""
-    from hs_rl.grpo.families import get_family
-
-    fam = get_family(family)
+    tiny = tiny_family(family)
+    fam = tiny.family
     output_dir = Path(output_dir)
     paths = {"root": output_dir, "full": output_dir, "thinker": output_dir / "thinker"}
     if (output_dir / MARKER).exists():
         return paths
     torch.manual_seed(seed)
     tokenizer = build_tokenizer(PRESETS[preset]["vocab"], family)
-    processor = fam.build_processor(tokenizer)
-    t_config = fam.tiny_thinker_config(tokenizer, PRESETS[preset])
-    full = fam.full_class(fam.tiny_full_config(t_config, tokenizer))
-    fam.finish_tiny(full)
+    processor = tiny.build_processor(tokenizer)
+    t_config = tiny.tiny_thinker_config(tokenizer, PRESETS[preset])
+    full = fam.full_class(tiny.tiny_full_config(t_config, tokenizer))
+    tiny.finish_tiny(full)
     full.save_pretrained(paths["full"])
     processor.save_pretrained(paths["full"])
-    fam.tiny_side_files(paths["full"])
+    tiny.tiny_side_files(paths["full"])
     thinker = fam.thinker_class(t_config)
     thinker.load_state_dict(full.thinker.state_dict())
     thinker.save_pretrained(paths["thinker"])

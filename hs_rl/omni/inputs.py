@@ -1,8 +1,9 @@
 """Per-prompt model inputs of the Omni thinker, and the two things every forward pass needs from them.
 
-A `PromptMedia` is what the processor made of ONE prompt (its token ids with media placeholders expanded, and
-that prompt's video patches / audio features). Keeping media per prompt, never flattened across a batch, is
-what lets each sample keep its own modality in a mixed batch and lets any slice of rows find its own media.
+A `PromptMedia` (hs_rl.data.prompt_media) is what the processor made of ONE prompt (its token ids with media
+placeholders expanded, and that prompt's video patches / audio features). Keeping media per prompt, never flattened
+across a batch, is what lets each sample keep its own modality in a mixed batch and lets any slice of rows find
+its own media.
 
 `lm_inputs` and `rope_positions` turn a batch of rows into the thinker's inputs (`inputs_embeds`, and a family's
 extra visual inputs such as Qwen3-Omni's DeepStack embeddings) and its 3-D rope `position_ids`; generation,
@@ -12,53 +13,12 @@ saw (`embed_rows` is `lm_inputs`' `inputs_embeds` alone).
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from hs_rl.grpo.families import family_of
-
-MEDIA_KEYS = ("pixel_values_videos", "video_grid_thw", "video_second_per_grid", "input_features",
-              "feature_attention_mask")
-
-
-@dataclass(eq=False)
-class PromptMedia:
-    """One prompt as the thinker needs it. Identity (not value) equality: rows of a group share one object."""
-
-    input_ids: torch.Tensor  # (P,) prompt tokens, media placeholders expanded
-    use_audio_in_video: bool = False
-    pixel_values_videos: torch.Tensor | None = None  # (patches, C*T*p*p)
-    video_grid_thw: torch.Tensor | None = None  # (n_videos, 3)
-    video_second_per_grid: torch.Tensor | None = None  # (n_videos,)
-    input_features: torch.Tensor | None = None  # (n_audios, mels, frames)
-    feature_attention_mask: torch.Tensor | None = None  # (n_audios, frames)
-    cache: dict[str, Any] = field(default_factory=dict, repr=False)  # encoder outputs, rope of the prompt
-
-    @property
-    def has_video(self) -> bool:
-        return self.pixel_values_videos is not None
-
-    @property
-    def has_audio(self) -> bool:
-        return self.input_features is not None
-
-    @classmethod
-    def from_processor_output(cls, output: dict[str, Any], use_audio_in_video: bool) -> PromptMedia:
-        """Take row 0 of a processor call made for a single prompt."""
-        kwargs = {k: output[k] for k in MEDIA_KEYS if output.get(k) is not None}
-        if "video_second_per_grid" in kwargs:
-            kwargs["video_second_per_grid"] = torch.as_tensor(kwargs["video_second_per_grid"], dtype=torch.float32)
-        return cls(input_ids=output["input_ids"][0].clone(), use_audio_in_video=use_audio_in_video, **kwargs)
-
-    def to(self, device: torch.device | str) -> PromptMedia:
-        """Move tensors in place (the object is shared by the rows of its group) and return self."""
-        for name in ("input_ids", *MEDIA_KEYS):
-            value = getattr(self, name)
-            if value is not None and value.device != torch.device(device):
-                setattr(self, name, value.to(device))
-        return self
+from hs_rl.data.prompt_media import PromptMedia
+from hs_rl.omni.families import family_of
 
 
 def thinker_of(model: torch.nn.Module) -> torch.nn.Module:
@@ -177,7 +137,7 @@ def lm_inputs(thinker, input_ids: torch.Tensor, rows: list[PromptMedia], *, use_
               ) -> dict[str, Any]:
     """Everything the thinker's LM forward takes for a (B, L) batch besides positions and mask: `inputs_embeds`
     with each row's own video/audio features in its placeholders, plus what the family adds (Qwen3-Omni's
-    DeepStack features, see hs_rl.grpo.families.qwen3_omni).
+    DeepStack features, see hs_rl.omni.families.qwen3_omni).
 
     Only the first `prompt_width` columns (the left-padded prompts) hold media: a completion that happens to
     contain a placeholder token id is embedded as the plain token it is. `columns` keeps only those columns

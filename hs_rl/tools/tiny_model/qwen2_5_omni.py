@@ -1,8 +1,5 @@
-"""Qwen2.5-Omni: dense thinker (vision tower, Whisper-style audio tower, Qwen2 LM), talker + token2wav.
-
-Media become LM inputs only at their placeholders (no DeepStack); a full checkpoint carries `talker.`,
-`token2wav.` and `spk_dict.pt` beside the thinker.
-"""
+"""Qwen2.5-Omni's tiny random checkpoint: the released tokenizer's token texts, the real processor, a thinker
+of the preset's size and a minimal talker + token2wav (with a one-speaker `spk_dict.pt`)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -10,15 +7,11 @@ from typing import Any
 
 import torch
 
-from hs_rl.grpo.families import Family
+from hs_rl.tools.tiny_model.base import TinyFamily
 
 
-class Qwen25Omni(Family):
+class TinyQwen25Omni(TinyFamily):
     name = "qwen2_5_omni"
-    model_types = ("qwen2_5_omni", "qwen2_5_omni_thinker")
-    thinker_class_name = "Qwen2_5OmniThinkerForConditionalGeneration"
-    full_class_name = "Qwen2_5OmniForConditionalGeneration"
-    side_files = ("spk_dict.pt",)
     special_tokens = {
         "image_token": "<|IMAGE|>",
         "audio_token": "<|AUDIO|>",
@@ -30,13 +23,6 @@ class Qwen25Omni(Family):
     }
     chat_template_resource = "resources/chat_template.jinja"
 
-    def audio_output_lengths(self, thinker, frame_lengths: torch.Tensor) -> list[int]:
-        return thinker.model.audio_tower._get_feat_extract_output_lengths(frame_lengths)[1].tolist()
-
-    def non_thinker_prefixes(self) -> tuple[str, ...]:
-        return ("talker.", "token2wav.")
-
-    # ---- tiny model ----------------------------------------------------------------------------------------
     def build_processor(self, tokenizer):
         """The real Qwen2.5-Omni processor around our tokenizer (Whisper features, Qwen2-VL video patches)."""
         from transformers import (
