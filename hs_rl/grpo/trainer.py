@@ -174,9 +174,11 @@ class OmniGRPOTrainer(GRPOTrainer):
             if mine != theirs:
                 raise ValueError(f"ref_model_name_or_path={reference!r} is a {theirs} model; the policy is {mine}")
         training_args = kwargs.get("args")
-        if getattr(training_args, "use_vllm", False) and training_args.vllm_mode != "colocate":
-            raise UserError(f"vllm_mode: {training_args.vllm_mode!r} is not supported: hs-rl runs vLLM colocated (each "
-                            "process its own engine, fed each row's video and audio); set vllm_mode: colocate")
+        if getattr(training_args, "use_vllm", False):
+            from hs_rl.grpo.vllm_rollouts import mode_problem
+
+            if (problem := mode_problem(training_args)) is not None:
+                raise UserError(problem)
         self._shared_frozen: list[str] = []  # the reference's tensors that are the policy's (_share_frozen_with)
         self._shared_fingerprint: torch.Tensor | None = None
         with _thinker_reference_models(reference, on_created=None if reference else self._share_frozen_with,

@@ -26,11 +26,18 @@ import torch
 
 from hs_rl.errors import UserError
 from hs_rl.omni.inputs import thinker_of
+from hs_rl.omni.vllm_engine import THINKER_PARTS
 
 logger = logging.getLogger(__name__)
 
-# the thinker's top-level parts, in the order they are pushed (transformers 5.23's in-memory names)
-PARTS = ("model.language_model.", "lm_head.", "model.visual.", "model.audio_tower.")
+
+
+def mode_problem(config) -> str | None:
+    """Why this `vllm_mode` is refused (None: colocate, the one hs-rl runs)."""
+    if config.vllm_mode == "colocate":
+        return None
+    return (f"vllm_mode: {config.vllm_mode!r} is not supported: hs-rl runs vLLM colocated (each process its own "
+            "engine, fed each row's video and audio); set vllm_mode: colocate")
 
 
 def config_problems(config, model_dir: str | Path | None, max_prompt_length: int | None) -> list[str]:
@@ -40,9 +47,8 @@ def config_problems(config, model_dir: str | Path | None, max_prompt_length: int
     from hs_rl.omni.vllm_engine import engine_model_problem, require_vllm
 
     problems = []
-    if config.vllm_mode != "colocate":
-        problems.append(f"vllm_mode: {config.vllm_mode!r} is not supported: hs-rl runs vLLM colocated (each process "
-                        "its own engine, fed each row's video and audio); set vllm_mode: colocate")
+    if (refused := mode_problem(config)) is not None:
+        problems.append(refused)
     if getattr(config, "use_transformers_continuous_batching", False):
         problems.append("use_vllm with use_transformers_continuous_batching: pick one generation engine")
     try:
@@ -108,8 +114,8 @@ def build_engine(trainer):
 
 
 def trained_parts(thinker) -> set[str]:
-    """The thinker's top-level parts (`PARTS`) holding a parameter that trains (LoRA: the parts it adapts)."""
-    return {part for part in PARTS for name, p in thinker.named_parameters()
+    """The thinker's top-level parts (`THINKER_PARTS`) holding a parameter that trains (LoRA: the parts it adapts)."""
+    return {part for part in THINKER_PARTS for name, p in thinker.named_parameters()
             if p.requires_grad and name.startswith(part)}
 
 

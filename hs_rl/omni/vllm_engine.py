@@ -50,6 +50,8 @@ MIN_HEAD_DIM = 32
 # transformers 5.23's in-memory thinker names -> the checkpoint names vLLM's `hf_to_vllm_mapper` expects
 _CHECKPOINT_PREFIXES = (("model.language_model.", "thinker.model."), ("model.visual.", "thinker.visual."),
                         ("model.audio_tower.", "thinker.audio_tower."), ("lm_head.", "thinker.lm_head."))
+# the thinker's top-level parts (in-memory name prefixes): what a push can send or leave out
+THINKER_PARTS = tuple(memory for memory, _ in _CHECKPOINT_PREFIXES)
 # what vLLM serves as an Omni thinker: the full model's architecture (a thinker-only folder is not registered)
 _SERVED = {"Qwen2_5OmniForConditionalGeneration": "qwen2_5_omni", "Qwen2_5OmniModel": "qwen2_5_omni"}
 _QWEN3 = "Qwen3OmniMoeForConditionalGeneration"
