@@ -192,3 +192,49 @@ def test_two_processes_each_push_their_engine_and_stop_together(inputs, tmp_path
     steps = history(out)
     print("[vllm ddp drift]", {k: f"{v['vllm/logprob_diff_max']:.1e}" for k, v in steps.items()})
     assert sorted(steps) == [1, 2, 3] and all(h["vllm/logprob_diff_max"] < TOLERANCE for h in steps.values())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["zero2", "zero3"])
+def test_deepspeed_zero_pushes_the_gathered_policy(stage, inputs, tmp_path):
+    """DeepSpeed ZeRO-2 and ZeRO-3 on 2 CPU processes (the repository's accelerate configs), an engine in each: every
+    step's samples come from an engine holding the policy's current weights (ZeRO-3: each layer gathered from both
+    ranks' shards, every rank iterating the same layers), so the drift stays at fp32 rounding on every rank while
+    the weights move; one rank's engine raising stops both ranks, and the same command resumes and finishes."""
+    pytest.importorskip("deepspeed")
+    import socket
+
+    import torch
+    from safetensors.torch import load_file
+
+    model, dataset = inputs
+    out = tmp_path / stage
+    config = stage_yaml(tmp_path, model, dataset, out, per_device_train_batch_size=8, max_steps=3, save_steps=1)
+    script = tmp_path / "failing_train.py"
+    script.write_text(FAILING)
+
+    def launch(*target: str, **extra_env: str) -> subprocess.CompletedProcess:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
+                   f"launch/accelerate/{stage}.yaml", "--num_processes", "2", "--main_process_ip", "127.0.0.1",
+                   "--main_process_port", str(port), *target, str(config)]
+        env = {**os.environ, "DS_ACCELERATOR": "cpu", "CUDA_VISIBLE_DEVICES": "", "OMP_NUM_THREADS": "1",
+               "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "HS_RL_CONSOLE": "full", **extra_env}
+        return subprocess.run(command, capture_output=True, text=True, cwd=REPO, timeout=600, env=env)
+
+    failed = launch(str(script), HS_RL_TEST_FAIL_AT="3", HS_RL_TEST_FAIL_RANK="1")
+    text = failed.stdout + failed.stderr + (out / "train.log").read_text(errors="replace")
+    assert failed.returncode != 0
+    assert "vLLM engine failed during generation: RuntimeError: engine died (injected by the test)" in text
+    assert "vLLM engine failed during generation on another process" in text
+    assert sorted(p.name for p in out.glob("checkpoint-*")) == ["checkpoint-1", "checkpoint-2"]
+    resumed = launch("-m", "hs_rl.train")
+    assert resumed.returncode == 0, resumed.stderr[-4000:]
+    steps = history(out)
+    print(f"[vllm {stage} drift]", {k: f"{v['vllm/logprob_diff_max']:.1e}" for k, v in steps.items()})
+    assert sorted(steps) == [1, 2, 3] and all(h["vllm/logprob_diff_max"] < TOLERANCE for h in steps.values())
+    before, after = load_file(model / "model.safetensors"), load_file(out / "final" / "model.safetensors")
+    changed = [k for k in after if k.startswith("thinker.model.") and not torch.equal(after[k], before[k])]
+    assert changed, "no language-model weight changed"
