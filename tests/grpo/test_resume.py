@@ -350,6 +350,7 @@ def copy_of(run_dir: Path, tmp_path: Path) -> Path:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("finished_run")  # shares a module fixture: one worker
 def test_extending_a_finished_run_trains_its_first_new_step(tiny_model, video_data, finished_run, tmp_path):
     """max_steps 2 → 3: the linear schedule is rebuilt for 3 steps and continues at step 3's point of it (the
     restored one had reached 0), so step 3 trains at lr × 1/3, as a 3-step run does, and moves the weights."""
@@ -365,6 +366,7 @@ def test_extending_a_finished_run_trains_its_first_new_step(tiny_model, video_da
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("finished_run")  # shares a module fixture: one worker
 def test_resume_with_other_settings_is_refused_before_loading(tiny_model, video_data, finished_run, tmp_path):
     """A re-run with changed training settings names each difference and the ways on, and loads nothing."""
     from hs_rl.data.records import load_records, write_records
