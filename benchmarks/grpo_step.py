@@ -336,9 +336,13 @@ class BodyCounter:
         for model, name in ((policy, "policy"), (ref, "ref")):
             if model is None:
                 continue
-            self._hook(model.model.language_model, name, body=True)
-            self._hook(model.model.visual, name + "_video_encoder", body=False)
-            self._hook(model.model.audio_tower, name + "_audio_encoder", body=False)
+            from hs_rl.omni.families import family_of
+
+            family = family_of(model)
+            towers = family.towers(model)
+            self._hook(family.language_model(model), name, body=True)
+            self._hook(towers["vision"], name + "_video_encoder", body=False)
+            self._hook(towers["audio"], name + "_audio_encoder", body=False)
 
     def _hook(self, module, name, body: bool):
         import torch
@@ -518,6 +522,7 @@ def run_baseline(trainer, records, args, mode: str, protocol: Protocol,
     import torch
 
     from hs_rl.data.prompt_media import prepare_prompt
+    from hs_rl.omni.families import multimodal_model
     from hs_rl.omni.inputs import thinker_of
 
     policy = thinker_of(trainer.model)
@@ -561,7 +566,7 @@ def run_baseline(trainer, records, args, mode: str, protocol: Protocol,
                 sequences = []
                 for row in rows:
                     for _ in range(G):
-                        policy.model.rope_deltas = None
+                        multimodal_model(policy).rope_deltas = None
                         out = policy.generate(input_ids=row.input_ids[None],
                                               attention_mask=torch.ones_like(row.input_ids[None]),
                                               generation_config=gen, **_media_kwargs([row], 1))
@@ -570,11 +575,11 @@ def run_baseline(trainer, records, args, mode: str, protocol: Protocol,
             else:  # one batched generate over the G duplicated rows of every prompt, media duplicated G times
                 prompt_lists = [row.input_ids.tolist() for row in rows for _ in range(G)]
                 ids, mask = _left_pad(prompt_lists, pad_id)
-                policy.model.rope_deltas = None
+                multimodal_model(policy).rope_deltas = None
                 out = policy.generate(input_ids=ids, attention_mask=mask, generation_config=gen,
                                       **_media_kwargs(rows, G))
                 sequences = out[:, ids.shape[1]:].tolist()
-            policy.model.rope_deltas = None
+            multimodal_model(policy).rope_deltas = None
         if checkpointing:
             set_checkpointing(True)
         # completions, cut at EOS, right-padded; full sequences = left-padded prompts + completions
@@ -607,10 +612,10 @@ def run_baseline(trainer, records, args, mode: str, protocol: Protocol,
                 ref_lp = (_full_logits_logps(ref, ids[sl], mask[sl], media, temperature, width)
                           if mode == "upstream" else _fused_logps(ref, ids[sl], mask[sl], media, width))
             with clock.phase("logps"):
-                policy.model.rope_deltas = None
+                multimodal_model(policy).rope_deltas = None
                 lp = (_full_logits_logps(policy, ids[sl], mask[sl], media, temperature, width)
                       if mode == "upstream" else _fused_logps(policy, ids[sl], mask[sl], media, width))
-                policy.model.rope_deltas = None
+                multimodal_model(policy).rope_deltas = None
                 m = comp_mask[sl].float()
                 kl = torch.exp(ref_lp - lp) - (ref_lp - lp) - 1
                 per_token = -(torch.exp(lp - lp.detach()) * adv[sl, None]) + beta * kl
@@ -650,6 +655,7 @@ def child(args) -> None:
     trainer._bench_data_args = DataArguments(dataset=str(data_file), video_max_frames=args.frames,
                                              video_max_pixels=25088, video_min_pixels=3136, **_prompt_options(args))
     protocol = Protocol()
+    from hs_rl.omni.families import family_of
     from hs_rl.omni.inputs import thinker_of
 
     body = BodyCounter(thinker_of(trainer.model), None if trainer.ref_model is None else thinker_of(trainer.ref_model))
@@ -660,7 +666,7 @@ def child(args) -> None:
         protocol.wait()  # the parent's `stop`, as ours reads it after its last step
     count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
     thinker = thinker_of(trainer.model)
-    encoders = count(thinker.model.visual) + count(thinker.model.audio_tower)
+    encoders = sum(count(tower) for tower in family_of(thinker).towers(thinker).values())
     own, workers, workers_rss = protocol.memory_mb()
     result = {
         "mode": args.mode, "preset": args.preset, "params": count(thinker), "encoder_params": encoders,

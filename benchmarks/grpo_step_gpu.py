@@ -70,6 +70,8 @@ os.environ.setdefault("PYTORCH_CUDA_ALLOC_CONF", "expandable_segments:True")  # 
 
 import torch  # noqa: E402
 
+from hs_rl.omni.families import family_of, language_backbone, multimodal_model  # noqa: E402
+
 # Qwen2.5-Omni-7B, config.json "thinker_config" as released (transformers' Qwen2_5Omni* config classes default to
 # the same text and audio values; the vision tower there defaults to hidden 3584, the released tower is 1280 wide).
 THINKER_7B = {
@@ -232,9 +234,9 @@ def policy_flops(mode: str, thinker, P: int, C: int, G: int, tower_tokens: dict)
         "towers": 0,
     }
     if mode == "trl":
-        model = thinker.model
-        out["towers"] = 2 * G * (count(model.visual) * tower_tokens["video_patches"]
-                                 + count(model.audio_tower) * tower_tokens["audio_frames"])
+        towers = family_of(thinker).towers(thinker)
+        out["towers"] = 2 * G * (count(towers["vision"]) * tower_tokens["video_patches"]
+                                 + count(towers["audio"]) * tower_tokens["audio_frames"])
     out["total"] = sum(out.values())
     return out
 
@@ -270,12 +272,12 @@ def rollout(mode: str, thinker, row, G: int, gen, eos: int) -> torch.Tensor:
     P = row.input_ids.numel()
     if mode == "trl":
         ids = row.input_ids[None].repeat(G, 1)
-        thinker.model.rope_deltas = None
+        multimodal_model(thinker).rope_deltas = None
         try:
             out = thinker.generate(input_ids=ids, attention_mask=torch.ones_like(ids), generation_config=gen,
                                    **media_kwargs(row, G))
         finally:
-            thinker.model.rope_deltas = None
+            multimodal_model(thinker).rope_deltas = None
         return out[:, P:]
     completions = generate_rows(thinker, [row] * G, gen, [eos], encoders_frozen=True)
     return torch.tensor(completions, device=row.input_ids.device)
@@ -294,15 +296,16 @@ def logps(mode: str, thinker, row, ids: torch.Tensor, G: int, C: int) -> torch.T
                                    run_all_towers=False, compute_entropy=False)[0]
     labels = ids.clone()
     labels[:, :P] = -100
-    thinker.model.rope_deltas = None
+    multimodal_model(thinker).rope_deltas = None
     if mode == "trl":
         out = thinker(input_ids=ids, attention_mask=mask, labels=labels, fused_lm_head=True, **media_kwargs(row, G))
     else:  # ours_noshare: the trainer's plain path (cached tower outputs, our 3-D positions)
         embeds = embed_rows(thinker, ids, rows, use_cache=True, prompt_width=P)
         positions = rope_positions(thinker, mask, rows, P)
-        out = thinker(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, labels=labels,
-                      fused_lm_head=True)
-    thinker.model.rope_deltas = None
+        with language_backbone(thinker):  # TRL's fused head: a head-less backbone
+            out = thinker(inputs_embeds=embeds, attention_mask=mask, position_ids=positions, labels=labels,
+                          fused_lm_head=True)
+    multimodal_model(thinker).rope_deltas = None
     return out.log_probs[:, -C:]
 
 
@@ -457,7 +460,7 @@ def main(argv=None) -> int:
     if layers is None:
         if device.type == "cuda":
             probe = build_thinker(thinker_config(dims, tokenizer, 1), device, dtype)
-            towers = count(probe.model.visual) + count(probe.model.audio_tower)
+            towers = sum(count(tower) for tower in family_of(probe).towers(probe).values())
             del probe
             gc.collect()
             torch.cuda.empty_cache()
@@ -472,7 +475,8 @@ def main(argv=None) -> int:
     text = config.get_text_config()
     trainable = [p for p in thinker.parameters() if p.requires_grad]
     info.update(layers=layers, params=count(thinker), lm_params=sum(p.numel() for p in trainable),
-                vision_params=count(thinker.model.visual), audio_params=count(thinker.model.audio_tower))
+                vision_params=count(family_of(thinker).towers(thinker)["vision"]),
+                audio_params=count(family_of(thinker).towers(thinker)["audio"]))
     print(f"thinker: {layers}/28 LM layers, {info['params'] / 1e9:.2f}B params ({info['lm_params'] / 1e9:.2f}B "
           f"trained LM, towers {info['vision_params'] / 1e9:.2f}B + {info['audio_params'] / 1e9:.2f}B frozen)",
           flush=True)

@@ -215,14 +215,18 @@ def _known_flags(parser: TrlParser, args: list[str]) -> list[str]:
 
 # transformers 5.23 renamed gradient_checkpointing to activation_checkpointing; TRL's configs still default the old
 # name to True, so every run warned (FutureWarning) although nobody had written it. Both spellings are accepted and
-# handed to TRL under the new name, in the order given (last one wins as before).
+# handed to TRL under the new name, in the order given (last one wins as before). A transformers from before the
+# rename (5.20) has only the old name: there the new spelling is handed over under the old one.
 RENAMED = {"gradient_checkpointing": "activation_checkpointing",
            "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs"}
+_UNRENAMED = {new: old for old, new in RENAMED.items()}
 
 
 def _renamed_config(parser: TrlParser, config: dict) -> dict:
     dests = _valid_keys(parser)
     if not all(new in dests for new in RENAMED.values()):
+        if all(old in dests for old in RENAMED):
+            return {_UNRENAMED.get(k, k) if _UNRENAMED.get(k) not in config else k: v for k, v in config.items()}
         return config
     config = {RENAMED.get(k, k) if RENAMED.get(k) not in config else k: v for k, v in config.items()}
     if config.get("activation_checkpointing") is None:  # the old name's default (TRL: True), under the new name
@@ -231,16 +235,20 @@ def _renamed_config(parser: TrlParser, config: dict) -> dict:
 
 
 def _renamed_flags(parser: TrlParser, args: list[str]) -> list[str]:
-    if "--activation_checkpointing" not in parser._option_string_actions:
+    if "--activation_checkpointing" in parser._option_string_actions:
+        names, negated = RENAMED, "__no_gradient_checkpointing"
+    elif "--gradient_checkpointing" in parser._option_string_actions:  # before the rename (transformers 5.20)
+        names, negated = _UNRENAMED, "__no_activation_checkpointing"
+    else:
         return args
     out = []
     for word in args:
         flag, eq, value = word.partition("=")
         plain = flag.replace("-", "_")
-        if plain == "__no_gradient_checkpointing":
-            out += ["--activation_checkpointing", "false"]
-        elif plain.startswith("__") and plain[2:] in RENAMED:
-            out.append(f"--{RENAMED[plain[2:]]}{eq}{value}")
+        if plain == negated:
+            out += [f"--{names[negated[5:]]}", "false"]
+        elif plain.startswith("__") and plain[2:] in names:
+            out.append(f"--{names[plain[2:]]}{eq}{value}")
         else:
             out.append(word)
     return out
@@ -275,6 +283,7 @@ class ConfigParser(TrlParser):
             config, origins = read_config(path), config_origins(path)
             problems += key_problems(self, config, origins, path)
             self.origins = dict(origins)
+        args = _renamed_flags(self, args)  # before the check: either spelling is known under this release's name
         problems += flag_problems(self, args, self.flag_origins)
         if problems and not self.lenient:
             raise UserError(problems)
@@ -292,7 +301,7 @@ class ConfigParser(TrlParser):
                 os.environ[key] = str(value)
         self.set_defaults_with_config(**_renamed_config(self, config))
         try:
-            parsed = super().parse_args_and_config(_renamed_flags(self, args), **kwargs)
+            parsed = super().parse_args_and_config(args, **kwargs)
         except UserError:
             raise
         except ValueError as err:  # an options dataclass refused a value (__post_init__: ours, TRL's, transformers')

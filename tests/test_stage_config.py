@@ -96,3 +96,21 @@ def test_a_fixed_choice_from_yaml_is_checked(tmp_path, line, message):
     stage.write_text(stage.read_text() + line + "\n")
     with pytest.raises(ValueError, match=message):
         parse_command("train", [str(stage)])
+
+
+@pytest.mark.parametrize("words,expected", [
+    ([], True),  # TRL's default under either name
+    (["--gradient_checkpointing", "false"], False),
+    (["--no_gradient_checkpointing"], False),
+    (["--activation_checkpointing=false", "--gradient_checkpointing", "true"], True),  # the last one wins
+])
+def test_checkpointing_is_one_option_under_either_name(tmp_path, words, expected):
+    """transformers renamed gradient_checkpointing to activation_checkpointing (5.23; 5.20 has the old name only):
+    both spellings, in the YAML and as flags (with `--no_…`), set the one option the installed release has."""
+    stage = write_stage(tmp_path)
+    _, config, _ = parse_command("train", [str(stage), *words])
+    name = "activation_checkpointing" if hasattr(config, "activation_checkpointing") else "gradient_checkpointing"
+    assert getattr(config, name) is expected
+    (tmp_path / "off.yaml").write_text(f"base: {stage}\ngradient_checkpointing: false\n")
+    _, config, _ = parse_command("train", [str(tmp_path / "off.yaml")])
+    assert getattr(config, name) is False

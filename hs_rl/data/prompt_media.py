@@ -78,6 +78,16 @@ def video_sampling_for(processor, data_args: DataArguments):
     return replace(sampling, image_factor=patch * merge) if patch and merge else sampling
 
 
+def takes_audio_from_video(processor) -> bool:
+    """Whether the processor names a video's audio track with `load_audio_from_video` / `audio_from_video_indices`
+    (transformers 5.23) rather than `use_audio_in_video` (5.20, where every audio given belongs to a video, in
+    order), read from the keyword arguments it declares."""
+    import typing
+
+    declared = getattr(processor, "valid_processor_kwargs", None)
+    return declared is not None and "load_audio_from_video" in typing.get_type_hints(declared)
+
+
 def processor_inputs(record: Record, processor, data_args: DataArguments,
                      messages: list[dict] | None = None) -> tuple[dict[str, Any], list[dict]]:
     """Decode the record's media and build the keyword arguments of ONE processor call for its prompt.
@@ -98,8 +108,11 @@ def processor_inputs(record: Record, processor, data_args: DataArguments,
                                    "cap_pixels_per_frame": False}
         if record.modality == "video_audio":
             kwargs["audio"] = [load_audio(record.video)]  # MediaError names the file if it has no track
-            kwargs["load_audio_from_video"] = True
-            kwargs["audio_from_video_indices"] = [0]
+            if takes_audio_from_video(processor):
+                kwargs["load_audio_from_video"] = True
+                kwargs["audio_from_video_indices"] = [0]
+            else:  # transformers 5.20: the one audio given is the video's, interleaved with its frames the same way
+                kwargs["use_audio_in_video"] = True
     elif record.modality == "audio":
         kwargs["audio"] = [load_audio(record.audio)]
     if "audio" in kwargs:

@@ -47,6 +47,7 @@ import torch
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, and_masks, causal_mask_function
 
 from hs_rl.data.prompt_media import PromptMedia
+from hs_rl.omni.families import language_backbone
 from hs_rl.omni.inputs import embed_rows, prompt_groups, rope_positions
 
 logger = logging.getLogger(__name__)
@@ -203,7 +204,7 @@ def shared_prefix_logps(model: torch.nn.Module, thinker: torch.nn.Module, input_
 
     text_config = thinker.config.get_text_config()
     mask = packed_attention_mask(text_config, plan["group"], plan["segment"], packed.dtype)
-    with autocast:
+    with autocast, language_backbone(thinker):  # TRL's fused head: a head-less backbone
         outputs = model(inputs_embeds=packed, attention_mask={"full_attention": mask},
                         position_ids=plan["positions"], shift_labels=plan["label"][None], fused_lm_head=True)
     where = (plan["out_row"], plan["out_col"])

@@ -86,7 +86,7 @@ from hs_rl.grpo.prefix_sharing import completion_masks_are_prefixes, shared_pref
 from hs_rl.grpo.progress_recorder import ProgressRecorder
 from hs_rl.grpo.reference import share_frozen_parameters, weights_fingerprint
 from hs_rl.grpo.sampler import epoch_seeded
-from hs_rl.omni.families import family_of, family_of_dir
+from hs_rl.omni.families import family_of, family_of_dir, language_backbone
 from hs_rl.omni.generation import generate_rows
 from hs_rl.omni.inputs import lm_inputs, rope_positions, thinker_of
 from hs_rl.rewards.common import completion_text
@@ -463,18 +463,20 @@ class OmniGRPOTrainer(GRPOTrainer):
         (after any resume load, so a resumed run samples from the checkpoint's weights) and after every optimizer
         step. The first push sends the whole thinker, later ones only its trained parts (frozen towers stay)."""
         from hs_rl.grpo import vllm_rollouts
+        from hs_rl.omni import vllm_engine
 
         step = self.state.global_step
         if self._vllm_pushed_step == step:
             return
         first = self._vllm_pushed_step is None
+        thinker = thinker_of(self.accelerator.unwrap_model(self.model))
         if first:
-            thinker = thinker_of(self.accelerator.unwrap_model(self.model))
             self._vllm_parts = vllm_rollouts.trained_parts(thinker)
         parts = None if first else self._vllm_parts
         seconds = vllm_rollouts.together(
             self, "the weight push",
-            lambda: self.vllm_engine.push_named(vllm_rollouts.policy_weights(self, parts)))
+            lambda: self.vllm_engine.push_named(vllm_rollouts.policy_weights(self, parts),
+                                                vllm_engine.thinker_parts(thinker)))
         self._vllm_pushed_step = step
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["vllm/push_seconds"].append(seconds)
@@ -551,7 +553,7 @@ class OmniGRPOTrainer(GRPOTrainer):
             labels[:, :-logits_to_keep] = -100
             if compute_aux_loss:  # MoE: router logits → TRL's fused head adds the load-balancing loss
                 inputs["output_router_logits"] = True
-            with self.accelerator.autocast():
+            with self.accelerator.autocast(), language_backbone(thinker):  # TRL's fused head: a head-less backbone
                 outputs = model(**inputs, attention_mask=mask, position_ids=positions, labels=labels,
                                 fused_lm_head=True)
             all_logps.append(outputs.log_probs[:, -logits_to_keep:])

@@ -26,7 +26,7 @@ import torch
 
 from hs_rl.errors import UserError
 from hs_rl.omni.inputs import thinker_of
-from hs_rl.omni.vllm_engine import THINKER_PARTS
+from hs_rl.omni.vllm_engine import language_model_prefix, thinker_parts
 
 logger = logging.getLogger(__name__)
 
@@ -114,8 +114,9 @@ def build_engine(trainer):
 
 
 def trained_parts(thinker) -> set[str]:
-    """The thinker's top-level parts (`THINKER_PARTS`) holding a parameter that trains (LoRA: the parts it adapts)."""
-    return {part for part in THINKER_PARTS for name, p in thinker.named_parameters()
+    """The thinker's top-level parts (`thinker_parts`' in-memory prefixes) holding a parameter that trains (LoRA:
+    the parts it adapts)."""
+    return {part for part in thinker_parts(thinker) for name, p in thinker.named_parameters()
             if p.requires_grad and name.startswith(part)}
 
 
@@ -141,7 +142,7 @@ def policy_weights(trainer, parts: set[str] | None = None) -> Iterator[tuple[str
     gather = trainer._dist.gather_params
     # ZeRO-3 + LoRA: merging needs the whole model gathered at once (as TRL does it)
     outer = gather(list(unwrapped.parameters())) if peft else contextlib.nullcontext()
-    if parts is not None and "model.language_model." in parts:
+    if parts is not None and language_model_prefix(thinker) in parts:
         parts = parts | {"lm_head."}  # vLLM's head keeps its own packed copy, tied or not: always with the LM
     with outer, _merged(unwrapped):
         for module_name, module in _push_units(thinker):

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from hs_rl.data.prompt_media import PromptMedia
+from hs_rl.omni.families import multimodal_model
 from hs_rl.omni.inputs import lm_inputs, prompt_groups, prompt_rope, rope_positions
 
 
@@ -26,7 +27,7 @@ def prefill_rows(thinker, rows: list[PromptMedia], pad_id: int, *, encoders_froz
     """Left-pad the rows' prompts, run all but their last column once per distinct prompt, set rope deltas.
 
     Returns (input_ids, attention_mask, cache) ready for `thinker.generate(..., past_key_values=cache)`; the
-    caller resets `thinker.model.rope_deltas` to None afterwards.
+    caller resets `multimodal_model(thinker).rope_deltas` to None afterwards.
     """
     device = thinker.get_input_embeddings().weight.device
     rows = [row.to(device) for row in rows]
@@ -48,7 +49,8 @@ def prefill_rows(thinker, rows: list[PromptMedia], pad_id: int, *, encoders_froz
     if len(first) != len(rows):
         cache.batch_select_indices(torch.tensor(group_of_row, device=device))
     # Decode positions are mask.cumsum()-1 + rope_deltas: the cumsum skips left padding, so no pad correction.
-    thinker.model.rope_deltas = torch.tensor([[prompt_rope(thinker, row)[1]] for row in rows], device=device)
+    multimodal_model(thinker).rope_deltas = torch.tensor([[prompt_rope(thinker, row)[1]] for row in rows],
+                                                          device=device)
     return input_ids, mask, cache
 
 
@@ -66,7 +68,7 @@ def generate_rows(thinker, rows: list[PromptMedia], generation_config, stop_ids:
         sequences = thinker.generate(input_ids=input_ids, attention_mask=mask, past_key_values=cache,
                                      generation_config=generation_config, synced_gpus=synced_gpus)
     finally:
-        thinker.model.rope_deltas = None  # never leak this batch's deltas into a later forward
+        multimodal_model(thinker).rope_deltas = None  # never leak this batch's deltas into a later forward
     stops = set(stop_ids)
     return [tokens[: next((i + 1 for i, t in enumerate(tokens) if t in stops), len(tokens))]
             for tokens in sequences[:, input_ids.shape[1]:].tolist()]

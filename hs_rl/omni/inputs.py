@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from hs_rl.data.prompt_media import PromptMedia
-from hs_rl.omni.families import family_of
+from hs_rl.omni.families import family_of, multimodal_model
 
 
 def thinker_of(model: torch.nn.Module) -> torch.nn.Module:
@@ -174,7 +174,7 @@ def lm_inputs(thinker, input_ids: torch.Tensor, rows: list[PromptMedia], *, use_
 
 def take_columns(inputs: dict[str, Any], columns: slice) -> dict[str, Any]:
     """The `lm_inputs` of some columns only (the media must all lie inside them)."""
-    return {key: value[:, columns] if key in ("inputs_embeds", "input_ids") else value
+    return {key: value[:, columns] if key in ("inputs_embeds", "input_ids", "visual_pos_masks") else value
             for key, value in inputs.items()}
 
 
@@ -190,7 +190,7 @@ def prompt_rope(thinker, row: PromptMedia) -> tuple[torch.Tensor, int | float]:
     if "rope" not in row.cache:
         ids = row.input_ids[None]
         audio_lengths = row.feature_attention_mask.sum(-1) if row.has_audio else None
-        positions, delta = thinker.model.get_rope_index(
+        positions, delta = multimodal_model(thinker).get_rope_index(
             ids, None, row.video_grid_thw, torch.ones_like(ids), row.use_audio_in_video, audio_lengths,
             row.video_second_per_grid,
         )

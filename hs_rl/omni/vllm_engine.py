@@ -47,11 +47,10 @@ INSTALL_HINT = ('bash scripts/setup.sh (on a machine without an NVIDIA GPU it in
                 'set; GPU machines: docs/vllm.md, "Version sets")')
 # vLLM 0.32's CPU attention: the head sizes it declares (16 is refused at the first forward)
 MIN_HEAD_DIM = 32
-# transformers 5.23's in-memory thinker names -> the checkpoint names vLLM's `hf_to_vllm_mapper` expects
-_CHECKPOINT_PREFIXES = (("model.language_model.", "thinker.model."), ("model.visual.", "thinker.visual."),
-                        ("model.audio_tower.", "thinker.audio_tower."), ("lm_head.", "thinker.lm_head."))
-# the thinker's top-level parts (in-memory name prefixes): what a push can send or leave out
-THINKER_PARTS = tuple(memory for memory, _ in _CHECKPOINT_PREFIXES)
+# the checkpoint name prefix vLLM's `hf_to_vllm_mapper` expects for each of the thinker's top-level parts (what a
+# push can send or leave out); the in-memory prefixes depend on the module layout: `thinker_parts`
+_CHECKPOINT_PARTS = {"language_model": "thinker.model.", "vision": "thinker.visual.", "audio": "thinker.audio_tower.",
+                     "lm_head": "thinker.lm_head."}
 # what vLLM serves as an Omni thinker: the full model's architecture (a thinker-only folder is not registered)
 _SERVED = {"Qwen2_5OmniForConditionalGeneration": "qwen2_5_omni", "Qwen2_5OmniModel": "qwen2_5_omni"}
 _QWEN3 = "Qwen3OmniMoeForConditionalGeneration"
@@ -103,17 +102,42 @@ def engine_model_problem(model_dir: str | Path) -> str | None:
     return None
 
 
-def checkpoint_name(name: str) -> str:
-    """A transformers in-memory thinker parameter name as vLLM's checkpoint loader expects it."""
-    for memory, checkpoint in _CHECKPOINT_PREFIXES:
+def thinker_parts(thinker) -> dict[str, str]:
+    """The thinker's top-level parts as {in-memory parameter name prefix: vLLM checkpoint name prefix}, the former
+    read from where the family's accessors find each module (transformers 5.23: `model.language_model.`,
+    `model.visual.`, ...; 5.20: `model.`, `visual.`, ...), so a push names the same vLLM weights on either layout."""
+    from hs_rl.omni.families import family_of
+
+    family = family_of(thinker)
+    towers = family.towers(thinker)
+    modules = {"language_model": family.language_model(thinker), "vision": towers["vision"],
+               "audio": towers["audio"], "lm_head": thinker.get_output_embeddings()}
+    where = {id(module): name for name, module in thinker.named_modules()}
+    return {where[id(module)] + ".": _CHECKPOINT_PARTS[part] for part, module in modules.items()}
+
+
+def language_model_prefix(thinker) -> str:
+    """The in-memory name prefix of the thinker's language model (`thinker_parts`' key for `thinker.model.`)."""
+    return next(memory for memory, checkpoint in thinker_parts(thinker).items()
+                if checkpoint == _CHECKPOINT_PARTS["language_model"])
+
+
+def checkpoint_name(name: str, parts: dict[str, str]) -> str:
+    """A transformers in-memory thinker parameter name as vLLM's checkpoint loader expects it (`parts`:
+    `thinker_parts` of the thinker it comes from)."""
+    for memory, checkpoint in parts.items():
         if name.startswith(memory):
             return checkpoint + name[len(memory):]
     raise KeyError(f"{name}: no checkpoint name known for this thinker parameter (vLLM push)")
 
 
-def is_language_model(name: str) -> bool:
-    """A parameter of the thinker's language model or its head (not of the vision or audio tower)."""
-    return name.startswith(("model.language_model.", "lm_head."))
+def language_model_names(thinker) -> Callable[[str], bool]:
+    """A test of an in-memory parameter name: of the thinker's language model or its head (not of the vision or
+    audio tower); e.g. `push_weights(thinker, only=language_model_names(thinker))`."""
+    parts = thinker_parts(thinker)
+    chosen = tuple(memory for memory, checkpoint in parts.items()
+                   if checkpoint in (_CHECKPOINT_PARTS["language_model"], _CHECKPOINT_PARTS["lm_head"]))
+    return lambda name: name.startswith(chosen)
 
 
 def collapse_placeholders(ids: list[int], use_audio_in_video: bool, tokens: dict[str, int]) -> list[int]:
@@ -303,14 +327,15 @@ class VLLMEngine:
                                "would sample from other inputs than the trainer scores")
 
     # ---- weights -------------------------------------------------------------------------------------------
-    def push_named(self, named: Iterable[tuple[str, torch.Tensor]]) -> float:
-        """Load (transformers name, tensor) pairs into the engine in one reload call; seconds taken.
+    def push_named(self, named: Iterable[tuple[str, torch.Tensor]], parts: dict[str, str]) -> float:
+        """Load (transformers name, tensor) pairs into the engine in one reload call; seconds taken. `parts`:
+        `thinker_parts` of the thinker the names come from.
 
         `named` may be a generator (ZeRO-3 gathers module by module as vLLM consumes it); every shard of a fused vLLM
         layer (q/k/v, gate/up) must be in it, or that layer is rebuilt from uninitialised memory."""
         start = time.perf_counter()
         self.wake_up()
-        weights = ((checkpoint_name(name), tensor.detach()) for name, tensor in named)
+        weights = ((checkpoint_name(name, parts), tensor.detach()) for name, tensor in named)
         self.llm.collective_rpc("reload_weights", kwargs={"weights_iterator": weights, "is_checkpoint_format": True})
         self.llm.reset_prefix_cache()  # KV blocks computed with the old weights
         self.llm.llm_engine.reset_encoder_cache()  # the scheduler's record of encoder outputs the reload dropped
@@ -319,13 +344,15 @@ class VLLMEngine:
 
     def push_weights(self, thinker: torch.nn.Module, only: Callable[[str], bool] | None = None) -> float:
         """Push the thinker's current tensors (all, or those whose name `only` accepts; whole layers either way:
-        filter by module, e.g. `is_language_model`), `lm_head.weight` included even when tied; seconds taken."""
+        filter by module, e.g. `language_model_names(thinker)`), `lm_head.weight` included even when tied; seconds
+        taken."""
         state = thinker.state_dict()
+        parts = thinker_parts(thinker)
         chosen = [k for k in state if only is None or only(k)]
-        if any(k.startswith("model.language_model.") for k in chosen) and "lm_head.weight" in state \
+        if any(k.startswith(language_model_prefix(thinker)) for k in chosen) and "lm_head.weight" in state \
                 and "lm_head.weight" not in chosen:  # a tied head keeps its own packed copy in vLLM
             chosen.append("lm_head.weight")
-        return self.push_named((k, state[k]) for k in chosen)
+        return self.push_named(((k, state[k]) for k in chosen), parts)
 
     # ---- sleep mode (GPU only) -----------------------------------------------------------------------------
     def sleep(self) -> None:

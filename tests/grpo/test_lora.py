@@ -39,7 +39,10 @@ def test_lora_stage_exports_merged_model_resumes_and_reruns(tiny_model, sample_d
     trained, initial = model.state_dict(), base.state_dict()
     assert all(torch.equal(trained[k], initial[k]) for k in trained if not k.startswith("thinker."))
     changed = [k for k in trained if k.startswith("thinker.") and not torch.equal(trained[k], initial[k])]
-    assert changed and all(".language_model." in k and "_proj." in k for k in changed), changed[:5]
+    from tests.grpo.trainer_helpers import parameter_parts
+
+    language = {f"thinker.{n}" for n, part in parameter_parts(model.thinker).items() if part == "language"}
+    assert changed and all(k in language and "_proj." in k for k in changed), changed[:5]
     assert not any("lora" in k for k in trained)  # merged: no adapter weights left in the model
     # the adapter kept beside final/ (keep_adapter) merges into the input thinker to the same weights
     merged = PeftModel.from_pretrained(load_thinker(base_dir), str(reference / "final_adapter")).merge_and_unload()
@@ -68,7 +71,8 @@ def test_default_targets_train_on_each_family(omni_model, sample_data, tmp_path)
     """`use_peft` with TRL's defaults (lora_dropout 0.05) and no targets: each family's LoRA targets
     (Family.lora_targets: Qwen2.5-Omni every attention and MLP projection, Qwen3-Omni the attention projections,
     not the fused MoE experts) get adapters in the language model only, and a real step moves every one."""
-    from hs_rl.omni.families import family_of_dir
+    from hs_rl.omni.families import family_of, family_of_dir
+    from hs_rl.omni.inputs import thinker_of
     from hs_rl.train import build_trainer
     from tests.grpo.trainer_helpers import sample_records, stage_args
 
@@ -78,7 +82,9 @@ def test_default_targets_train_on_each_family(omni_model, sample_data, tmp_path)
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     adapted = {n.split(".lora_B")[0] for n in before if ".lora_B." in n}
     targets = family_of_dir(omni_model["full"]).lora_targets
-    expected = {n for n, _ in trainer.model.named_modules() if ".language_model." in n
+    thinker = thinker_of(trainer.model)
+    language = {id(m) for m in family_of(thinker).language_model(thinker).modules()}
+    expected = {n for n, m in trainer.model.named_modules() if id(m) in language
                 and n.rpartition(".")[2] in targets and not any(x in n for x in (".lora_", ".base_layer"))}
     assert adapted == expected and expected, sorted(adapted ^ expected)[:5]
     assert all("lora_" in n for n in before), [n for n in before if "lora_" not in n][:5]

@@ -13,9 +13,10 @@ import torch
 
 from hs_rl.grpo import prefix_sharing
 from hs_rl.grpo.prefix_sharing import prompt_groups, shared_prefix_logps, splits_a_group
+from hs_rl.omni.families import family_of, multimodal_model
 from hs_rl.omni.inputs import thinker_of
 from hs_rl.train import build_trainer
-from tests.grpo.trainer_helpers import interleaved, sample_records, stage_args
+from tests.grpo.trainer_helpers import interleaved, parameter_parts, sample_records, stage_args
 
 
 def _buffered_trainer(tiny_model, sample_data, out, **overrides):
@@ -25,9 +26,12 @@ def _buffered_trainer(tiny_model, sample_data, out, **overrides):
                     temperature=0.7, max_completion_length=6)
     trainer = build_trainer(*stage_args(tiny_model["full"], chosen, out, **{**settings, **overrides}))
     assert trainer.shared_prefix
-    if trainer.args.gradient_checkpointing:  # as Trainer.train switches it on
-        trainer.model.activation_checkpointing_enable(
-            activation_checkpointing_kwargs=trainer.args.gradient_checkpointing_kwargs or None)
+    if trainer.args.gradient_checkpointing:  # as Trainer.train switches it on (the method's name before 5.23's rename)
+        kwargs = trainer.args.gradient_checkpointing_kwargs or None
+        if hasattr(trainer.model, "activation_checkpointing_enable"):
+            trainer.model.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            trainer.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
     trainer.model.train()
     batch = next(iter(trainer.get_train_dataloader()))
     trainer._prepare_inputs(batch)
@@ -47,7 +51,8 @@ def buffered_lora_checkpointed(tiny_model, sample_data, tmp_path_factory):
     trainer = _buffered_trainer(tiny_model, sample_data, tmp_path_factory.mktemp("prefix_lora"),
                                 gradient_checkpointing=True, use_peft=True, lora_r=4, lora_alpha=8, lora_dropout=0.0,
                                 lora_target_modules=["q_proj", "v_proj", "down_proj"])
-    language_model = thinker_of(trainer.accelerator.unwrap_model(trainer.model)).model.language_model
+    thinker = thinker_of(trainer.accelerator.unwrap_model(trainer.model))
+    language_model = family_of(thinker).language_model(thinker)
     assert language_model.gradient_checkpointing and language_model.is_gradient_checkpointing
     assert trainer.model.__class__.__name__.startswith("Peft")
     return trainer
@@ -113,7 +118,8 @@ def _compare(trainer, inputs, direct=False):
     torch.testing.assert_close(packed[0][valid], plain[0][valid], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(packed[1][valid], plain[1][valid], atol=1e-5, rtol=1e-5)
     assert not packed[0][~valid].any()  # padded columns: 0, never read by TRL's masked losses
-    assert plain[2].keys() == packed[2].keys() and any("language_model" in n for n in plain[2])
+    parts = parameter_parts(trainer.model)
+    assert plain[2].keys() == packed[2].keys() and any(parts[n] == "language" for n in plain[2])
     worst = 0.0
     for name in plain[2]:
         scale = plain[2][name].abs().max().clamp(min=1e-12)
@@ -192,7 +198,8 @@ def test_training_step_packed(tiny_model, sample_data, tmp_path):
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
     changed = [n for n, p in trainer.model.named_parameters() if not torch.equal(before[n], p)]
-    assert any("language_model" in n for n in changed)
+    parts = parameter_parts(trainer.model)
+    assert any(parts[n] == "language" for n in changed)
 
 
 def test_batched_group_generation_matches_per_prompt_generate(buffered):
@@ -220,11 +227,11 @@ def test_batched_group_generation_matches_per_prompt_generate(buffered):
                                                        "input_features", "feature_attention_mask")
                           if getattr(row, k) is not None}
                 logits.clear()
-                thinker.model.rope_deltas = None
+                multimodal_model(thinker).rope_deltas = None
                 ids = row.input_ids[None]
                 ref = thinker.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                        use_audio_in_video=row.use_audio_in_video, generation_config=greedy, **kwargs)
-                thinker.model.rope_deltas = None
+                multimodal_model(thinker).rope_deltas = None
                 assert completion == ref[0, row.input_ids.numel():].tolist()
                 torch.testing.assert_close(ours_logits[b], torch.cat(logits), atol=1e-4, rtol=1e-4)
     finally:

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hs_rl.train import build_trainer
-from tests.grpo.trainer_helpers import interleaved, sample_records, stage_args
+from tests.grpo.trainer_helpers import interleaved, parameter_parts, sample_records, stage_args
 
 
 @pytest.fixture(scope="module")
@@ -28,8 +28,9 @@ def test_one_grpo_step_changes_weights_and_rewards_vary(omni_model, records, tmp
     trainer.train()
     after = _lm_params(trainer.model)
     changed = [n for n in before if not torch.equal(before[n], after[n])]
-    assert any("language_model" in n for n in changed), "no language-model weight changed"
-    assert not any(".visual." in n or "audio_tower" in n for n in changed), "frozen encoders changed"
+    parts = parameter_parts(trainer.model)
+    assert any(parts[n] == "language" for n in changed), "no language-model weight changed"
+    assert not any(parts[n] in ("vision", "audio") for n in changed), "frozen encoders changed"
     lines = [json.loads(x) for x in (tmp_path / "completions.jsonl").read_text().splitlines()]
     assert len(lines) == 9
     seen = {x["id"] for x in lines}
@@ -313,8 +314,10 @@ def test_trainable_encoders_build_no_graph_in_no_grad_passes(tiny_model, records
             v for v in output.values() if isinstance(v, torch.Tensor))
         graphs.append(tensor.grad_fn is not None)
 
-    hooks = [thinker.model.visual.register_forward_hook(record),
-             thinker.model.audio_tower.register_forward_hook(record)]
+    from hs_rl.omni.families import family_of
+
+    towers = family_of(thinker).towers(thinker)
+    hooks = [towers["vision"].register_forward_hook(record), towers["audio"].register_forward_hook(record)]
     with torch.no_grad():
         encoded, _ = encode_media(thinker, rows, use_cache=False, run_all_towers=True)
     assert graphs == [False, False], "the towers built a graph inside torch.no_grad()"
@@ -365,7 +368,8 @@ def test_reference_shares_only_the_frozen_tensors(omni_model, records, tmp_path)
     policy, reference = thinker_of(trainer.model), thinker_of(trainer.ref_model)
     mine, theirs = dict(policy.named_parameters()), dict(reference.named_parameters())
     frozen = {n for n, p in mine.items() if not p.requires_grad}
-    assert any(".visual." in n for n in frozen) and any("audio_tower" in n for n in frozen)
+    parts = parameter_parts(policy)
+    assert any(parts[n] == "vision" for n in frozen) and any(parts[n] == "audio" for n in frozen)
     if hasattr(policy.config.get_text_config(), "num_experts"):  # Qwen3-Omni: the MoE experts too
         assert any("experts" in n for n in frozen)
     assert all(theirs[n] is mine[n] for n in frozen)
@@ -390,7 +394,8 @@ def test_changed_frozen_weights_are_refused_before_the_first_step(tiny_model, re
     from hs_rl.omni.inputs import thinker_of
 
     trainer = build_trainer(*stage_args(tiny_model["full"], interleaved(records, count=4), tmp_path, beta=0.1))
-    tower = next(p for n, p in thinker_of(trainer.model).named_parameters() if "audio_tower" in n)
+    tower = next(p for n, p in thinker_of(trainer.model).named_parameters()
+                 if parameter_parts(trainer.model)[n] == "audio")
     with torch.no_grad():
         tower.add_(0.5)  # what loading such a checkpoint does to the policy's (shared) tensor
     with pytest.raises(RuntimeError, match="freeze_audio_encoder.*reference_shares_frozen: false"):

@@ -9,6 +9,20 @@ from hs_rl.data.records import Record, write_records
 from hs_rl.grpo.config import OmniGRPOConfig, OmniModelConfig
 
 
+def parameter_parts(model) -> dict[str, str]:
+    """Each parameter name of `model` (a thinker, or what wraps it) -> "language", "vision", "audio" or "" (the
+    head), by module, whatever names the transformers release gives them (`model.language_model.…` on 5.23,
+    `model.…` on 5.20)."""
+    from hs_rl.omni.families import family_of
+    from hs_rl.omni.inputs import thinker_of
+
+    thinker = thinker_of(model)
+    family = family_of(thinker)
+    modules = {"language": family.language_model(thinker), **family.towers(thinker)}
+    part_of = {id(p): part for part, module in modules.items() for p in module.parameters()}
+    return {name: part_of.get(id(p), "") for name, p in model.named_parameters()}
+
+
 def sample_records(sample_data: dict[str, Path]) -> list[Record]:
     """The sample training JSON converted with the recipe's routing."""
     return convert_file(sample_data["train_json"], media_root=sample_data["media_root"])

@@ -126,7 +126,7 @@ def test_pushed_weights_reach_the_engine_and_no_stale_cache(setup):
     """After a real optimizer step on the thinker and a push of its language model, the engine samples from the new
     weights: a prompt longer than one 128-token KV block, sampled before and after the push (a kept prefix cache
     or encoder cache would show), agrees with the trainer's new log-probs, which moved by far more than 1e-3."""
-    from hs_rl.omni.vllm_engine import is_language_model
+    from hs_rl.omni.vllm_engine import language_model_names
 
     engine, thinker, _, rows, stops = setup
     row = rows["video_audio"]
@@ -138,6 +138,7 @@ def test_pushed_weights_reach_the_engine_and_no_stale_cache(setup):
     # one real optimizer step on the language model (the towers frozen, as a stage trains by default): raise the
     # log-probability of the first sample
     thinker.train()
+    is_language_model = language_model_names(thinker)
     optimizer = torch.optim.AdamW([p for n, p in thinker.named_parameters() if is_language_model(n)], lr=3e-3)
     tokens = samples[0][0]
     with torch.enable_grad():

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from hs_rl.omni.families.base import Family
+from hs_rl.omni.families.base import Family, language_backbone, multimodal_model
 from hs_rl.omni.families.qwen2_5_omni import Qwen25Omni
 from hs_rl.omni.families.qwen3_omni import Qwen3Omni
 
@@ -19,7 +19,7 @@ _BY_MODEL_TYPE: dict[str, Family] = {t: family for family in FAMILIES.values() f
 FamilyName = Literal[tuple(FAMILIES)]  # an option naming a family: TRL's parser's choices, checked by check_choices
 
 __all__ = ["FAMILIES", "Family", "FamilyName", "family_of", "family_of_dir", "family_of_model_type", "get_family",
-           "model_types", "read_model_type"]
+           "language_backbone", "model_types", "multimodal_model", "read_model_type"]
 
 
 def get_family(name: str) -> Family:

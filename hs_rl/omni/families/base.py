@@ -12,14 +12,49 @@ Everything the trainer, generation, loading and export need to know about a fami
 A tiny random checkpoint of each family (configs, processor, token texts) for tests, demos and benchmarks is a
 fixture, not the runtime's: hs_rl.tools.tiny_model builds it.
 
-Rope positions need no family code: both thinkers expose `model.get_rope_index` with the same arguments.
+Rope positions need no family code: both thinkers expose `get_rope_index` with the same arguments (on
+`multimodal_model(thinker)`).
+
+Two module layouts of the same thinker classes exist across the transformers releases hs-rl admits, and
+`multimodal_model` / `Family.language_model` are the only places that tell them apart (by attribute, not version):
+transformers 5.23 nests the towers, the language model, `get_*_features`, `get_rope_index` and `rope_deltas` in a
+`thinker.model` (`Qwen2_5OmniThinkerModel`: `thinker.model.visual`, `thinker.model.language_model`); 5.20 keeps them
+on the thinker itself, whose `thinker.model` is the language model (`thinker.visual`, `thinker.model`).
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import torch
+
+
+def multimodal_model(thinker) -> torch.nn.Module:
+    """The module that holds the thinker's towers, `get_video_features` / `get_audio_features`, `get_rope_index`
+    and `rope_deltas`: `thinker.model` where the thinker nests them (transformers 5.23), the thinker itself where
+    its `model` is the bare language model (5.20)."""
+    inner = thinker.model
+    return inner if hasattr(inner, "audio_tower") else thinker
+
+
+@contextlib.contextmanager
+def language_backbone(thinker) -> Iterator[None]:
+    """For the duration, let TRL's fused LM head (`add_fused_lm_head`: each call runs `model.base_model`, then the
+    head itself) reach a backbone without the head. 5.23's thinker has one (`base_model` is `thinker.model`, towers
+    and LM); 5.20's declares `base_model_prefix = "thinker"`, an attribute it lacks, so its `base_model` is the
+    thinker itself, head included, and the fused forward fails. There this instance's prefix points at its bare
+    language model (`thinker.model`) inside the block only: outside it `base_model` stays the thinker, which 5.20's
+    `generate` needs (it runs `base_model.get_video_features` on raw video; the bare language model has none, and
+    the forward then refuses the unencoded pixels). A no-op on 5.23, and when already inside such a block."""
+    if multimodal_model(thinker) is not thinker or thinker.base_model is not thinker:
+        yield
+        return
+    thinker.base_model_prefix = "model"  # an instance attribute over the class's; the class is untouched
+    try:
+        yield
+    finally:
+        del thinker.base_model_prefix
 
 
 class Family:
@@ -51,7 +86,8 @@ class Family:
     # ---- towers and parameters -----------------------------------------------------------------------------
     def towers(self, thinker) -> dict[str, torch.nn.Module]:
         """The encoder towers by modality ("vision", "audio")."""
-        return {"vision": thinker.model.visual, "audio": thinker.model.audio_tower}
+        home = multimodal_model(thinker)
+        return {"vision": home.visual, "audio": home.audio_tower}
 
     def expert_parameters(self, thinker) -> Iterable[torch.nn.Parameter]:
         """The language model's MoE expert weights (none for a dense LM)."""
@@ -59,14 +95,15 @@ class Family:
 
     def language_model(self, thinker) -> torch.nn.Module:
         """The thinker's language model (its decoder layers), without the towers."""
-        return thinker.model.language_model
+        home = multimodal_model(thinker)
+        return home.language_model if home is not thinker else thinker.model
 
     # ---- media → LM inputs ---------------------------------------------------------------------------------
     def encode_video(self, thinker, pixels: torch.Tensor, grids: torch.Tensor
                      ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]] | None]:
         """Per video: its pooled features (tokens, H) and, where the family has them, its DeepStack features
         (one (tokens, H) tensor per injected LM layer)."""
-        out = thinker.model.get_video_features(pixels, grids, return_dict=True)
+        out = multimodal_model(thinker).get_video_features(pixels, grids, return_dict=True)
         return list(out.pooler_output), None
 
     def audio_output_lengths(self, thinker, frame_lengths: torch.Tensor) -> list[int]:
@@ -75,7 +112,7 @@ class Family:
 
     def encode_audio(self, thinker, features: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
         """Per audio: its features (tokens, H), from a padded (n, mels, frames) batch and its frame mask."""
-        hidden = thinker.model.get_audio_features(features, mask, return_dict=True).last_hidden_state
+        hidden = multimodal_model(thinker).get_audio_features(features, mask, return_dict=True).last_hidden_state
         return list(torch.split(hidden, self.audio_output_lengths(thinker, mask.sum(-1))))
 
     def forward_extras(self, thinker, input_ids: torch.Tensor, encoded: list[dict[str, Any]]) -> dict[str, Any]:

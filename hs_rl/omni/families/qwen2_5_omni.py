@@ -18,7 +18,7 @@ class Qwen25Omni(Family):
     side_files = ("spk_dict.pt",)
 
     def audio_output_lengths(self, thinker, frame_lengths: torch.Tensor) -> list[int]:
-        return thinker.model.audio_tower._get_feat_extract_output_lengths(frame_lengths)[1].tolist()
+        return self.towers(thinker)["audio"]._get_feat_extract_output_lengths(frame_lengths)[1].tolist()
 
     def non_thinker_prefixes(self) -> tuple[str, ...]:
         return ("talker.", "token2wav.")

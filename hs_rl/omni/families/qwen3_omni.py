@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 import torch
 
-from hs_rl.omni.families.base import Family
+from hs_rl.omni.families.base import Family, multimodal_model
 
 
 class Qwen3Omni(Family):
@@ -35,13 +35,13 @@ class Qwen3Omni(Family):
     lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj")
 
     def expert_parameters(self, thinker) -> Iterable[torch.nn.Parameter]:
-        for layer in thinker.model.language_model.layers:
+        for layer in self.language_model(thinker).layers:
             experts = getattr(layer.mlp, "experts", None)
             if experts is not None:
                 yield from experts.parameters()
 
     def encode_video(self, thinker, pixels, grids):
-        out = thinker.model.get_video_features(pixels, grids, return_dict=True)
+        out = multimodal_model(thinker).get_video_features(pixels, grids, return_dict=True)
         per_video = list(zip(*out.deepstack_features))  # videos × layers
         return list(out.pooler_output), [list(layers) for layers in per_video]
 
@@ -56,9 +56,13 @@ class Qwen3Omni(Family):
         with_video = [e for e in encoded if "video" in e]
         if not with_video:
             return {}
+        layers = len(with_video[0]["deepstack"])
+        if multimodal_model(thinker) is thinker:  # transformers 5.20: the bare language model takes them directly
+            return {"visual_pos_masks": input_ids == thinker.config.video_token_id,
+                    "deepstack_visual_embeds": [torch.cat([e["deepstack"][i] for e in with_video])
+                                                for i in range(layers)]}
         from transformers.models.qwen3_omni_moe.modeling_qwen3_omni_moe import BaseModelOutputWithDeepstackFeatures
 
-        layers = len(with_video[0]["deepstack"])
         video = BaseModelOutputWithDeepstackFeatures(
             pooler_output=tuple(e["video"] for e in with_video),
             deepstack_features=[tuple(e["deepstack"][i] for e in with_video) for i in range(layers)],
