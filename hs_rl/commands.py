@@ -236,17 +236,18 @@ def _renamed_config(parser: TrlParser, config: dict) -> dict:
 
 def _renamed_flags(parser: TrlParser, args: list[str]) -> list[str]:
     if "--activation_checkpointing" in parser._option_string_actions:
-        names, negated = RENAMED, "__no_gradient_checkpointing"
+        names = RENAMED
     elif "--gradient_checkpointing" in parser._option_string_actions:  # before the rename (transformers 5.20)
-        names, negated = _UNRENAMED, "__no_activation_checkpointing"
+        names = _UNRENAMED
     else:
         return args
+    option = "--" + next(iter(names.values()))  # this release's name of the checkpointing switch
     out = []
     for word in args:
         flag, eq, value = word.partition("=")
         plain = flag.replace("-", "_")
-        if plain == negated:
-            out += [f"--{names[negated[5:]]}", "false"]
+        if plain in ("__no_gradient_checkpointing", "__no_activation_checkpointing"):
+            out += [option, "false"]
         elif plain.startswith("__") and plain[2:] in names:
             out.append(f"--{names[plain[2:]]}{eq}{value}")
         else:
@@ -280,7 +281,8 @@ class ConfigParser(TrlParser):
             at = args.index("--config")
             path = args[at + 1]
             args = args[:at] + args[at + 2:]
-            config, origins = read_config(path), config_origins(path)
+            # either spelling of the checkpointing switch is this release's option (before the unknown-key check)
+            config, origins = _renamed_config(self, read_config(path)), config_origins(path)
             problems += key_problems(self, config, origins, path)
             self.origins = dict(origins)
         args = _renamed_flags(self, args)  # before the check: either spelling is known under this release's name
@@ -299,7 +301,7 @@ class ConfigParser(TrlParser):
         if self.apply_env:
             for key, value in env.items():  # as TRL's parser does for a config's env:
                 os.environ[key] = str(value)
-        self.set_defaults_with_config(**_renamed_config(self, config))
+        self.set_defaults_with_config(**_renamed_config(self, config))  # again: no --config sets the default too
         try:
             parsed = super().parse_args_and_config(args, **kwargs)
         except UserError:

@@ -102,6 +102,7 @@ def test_a_fixed_choice_from_yaml_is_checked(tmp_path, line, message):
     ([], True),  # TRL's default under either name
     (["--gradient_checkpointing", "false"], False),
     (["--no_gradient_checkpointing"], False),
+    (["--no_activation_checkpointing"], False),
     (["--activation_checkpointing=false", "--gradient_checkpointing", "true"], True),  # the last one wins
 ])
 def test_checkpointing_is_one_option_under_either_name(tmp_path, words, expected):
@@ -111,6 +112,7 @@ def test_checkpointing_is_one_option_under_either_name(tmp_path, words, expected
     _, config, _ = parse_command("train", [str(stage), *words])
     name = "activation_checkpointing" if hasattr(config, "activation_checkpointing") else "gradient_checkpointing"
     assert getattr(config, name) is expected
-    (tmp_path / "off.yaml").write_text(f"base: {stage}\ngradient_checkpointing: false\n")
-    _, config, _ = parse_command("train", [str(tmp_path / "off.yaml")])
-    assert getattr(config, name) is False
+    for key in ("gradient_checkpointing", "activation_checkpointing"):
+        (tmp_path / "off.yaml").write_text(f"base: {stage}\n{key}: false\n")
+        _, config, _ = parse_command("train", [str(tmp_path / "off.yaml")])
+        assert getattr(config, name) is False, key

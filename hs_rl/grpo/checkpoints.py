@@ -504,17 +504,23 @@ def load_saved_weights(model, folder: Path) -> None:
         _load_through_from_pretrained(model, folder)
         return
     loaded: dict[str, Any] = {}
+    foreign = False  # a saved name this release does not write
     for path in sorted(folder.glob("*.safetensors")):
         with safe_open(path, "pt") as handle:
             for key in handle.keys():
                 if key in module_name:
                     loaded[module_name[key]] = handle.get_tensor(key)
-    if set(loaded) != set(own):
+                else:
+                    foreign = True
+    if set(loaded) != set(own) and foreign:
         # saved under other names than this release writes (a checkpoint of another transformers release: 5.20
         # saves a Qwen2.5-Omni thinker as `audio_tower.…`, 5.23 as `thinker.audio_tower.…`): transformers' own
         # loader knows both; it still refuses a checkpoint that lacks a weight
         _load_through_from_pretrained(model, folder)
         return
+    missing = sorted(set(own) - set(loaded))
+    if missing:
+        raise RuntimeError(f"checkpoint {folder} lacks {len(missing)} weight(s) of the model, e.g. {missing[:3]}")
     model.load_state_dict(loaded, strict=True)
     logger.info("loaded %d tensors from %s", len(loaded), folder)
 

@@ -349,7 +349,8 @@ class VLLMEngine:
         state = thinker.state_dict()
         parts = thinker_parts(thinker)
         chosen = [k for k in state if only is None or only(k)]
-        if any(k.startswith(language_model_prefix(thinker)) for k in chosen) and "lm_head.weight" in state \
+        lm = language_model_prefix(thinker)
+        if any(k.startswith(lm) for k in chosen) and "lm_head.weight" in state \
                 and "lm_head.weight" not in chosen:  # a tied head keeps its own packed copy in vLLM
             chosen.append("lm_head.weight")
         return self.push_named(((k, state[k]) for k in chosen), parts)

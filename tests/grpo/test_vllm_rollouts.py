@@ -103,7 +103,6 @@ def runs(inputs, tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("vllm_runs")  # shares a module fixture: one worker
 def test_engine_failure_stops_the_stage_with_its_error(runs):
     """The engine raising in step 4's generation stops the stage (exit 1) with the engine's error, checkpoint-2 is
     complete and nothing of a step 4 was saved."""
@@ -115,7 +114,6 @@ def test_engine_failure_stops_the_stage_with_its_error(runs):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("vllm_runs")  # shares a module fixture: one worker
 def test_same_command_resumes_and_the_engine_starts_from_the_checkpoint(runs):
     """The same command resumes from checkpoint-2 and finishes; its first step's samples come from an engine that
     holds checkpoint-2's weights: their log-probs equal the trainer's (the input model's would be far off)."""
@@ -128,7 +126,6 @@ def test_same_command_resumes_and_the_engine_starts_from_the_checkpoint(runs):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("vllm_runs")  # shares a module fixture: one worker
 def test_grpo_with_vllm_changes_weights_and_logs_the_drift(runs):
     """Every step logs the drift (mean and max |engine log-prob - trainer log-prob| of the sampled tokens) and the
     push time; with a push after each step the drift stays at fp32 rounding while the policy moves (the step's

@@ -51,7 +51,6 @@ def demo_run(tmp_path_factory):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("demo_run")  # shares a module fixture: one worker
 def test_each_stage_learns_its_family_and_keeps_the_earlier_ones(demo_run):
     """Every target of the table: base at chance (by the right letter's probability), stage 1 video >= 0.9, stage 2
     audio >= 0.9 and video >= 0.85, stage 3 every family >= 0.9, format >= 0.95."""
@@ -63,7 +62,6 @@ def test_each_stage_learns_its_family_and_keeps_the_earlier_ones(demo_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("demo_run")  # shares a module fixture: one worker
 def test_learning_table_curves_and_probes_are_written(demo_run):
     from hs_rl.data.probes import probe_series
     from hs_rl.tools.demo import format_learning_table
@@ -97,7 +95,6 @@ def test_learning_table_curves_and_probes_are_written(demo_run):
 
 
 @pytest.mark.slow
-@pytest.mark.xdist_group("demo_run")  # shares a module fixture: one worker
 def test_without_media_in_the_loss_it_stays_at_chance(demo_run, monkeypatch, tmp_path):
     """Stage 1 again from the same base, with TRL's own loss forward (the media never reach the gradient)."""
     from trl import GRPOTrainer
