@@ -452,11 +452,13 @@ def test_ctrl_c_is_one_line_reads_interrupted_and_resumes(tiny_model, video_data
     from hs_rl.status import stage_status
 
     out = tmp_path / "run"
-    # 30 steps: the Ctrl-C comes after checkpoint-2 with steps left to interrupt, even when this process gets the
-    # CPU late (at 6 steps, under a loaded machine, the run had finished before the signal was sent)
+    # 30 steps: the Ctrl-C comes after checkpoint-2 with steps left to interrupt, even on a loaded machine
     command = train_command(tiny_model["full"], video_data["all"], out, "--max_steps", "30", "--save_steps", "2")
     with open(tmp_path / "stderr.txt", "w") as log:  # a file, not a pipe nobody reads while it runs
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO)
+        # SIGINT back to its default in the child: a pytest-xdist worker ignores it, and an ignored signal stays
+        # ignored across exec (Python then never raises KeyboardInterrupt, and the run trains on to its end)
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=log, cwd=REPO,
+                                   preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
         deadline = time.time() + 120
         while not (out / "checkpoint-2" / MARKER).exists() and process.poll() is None and time.time() < deadline:
             time.sleep(0.02)
