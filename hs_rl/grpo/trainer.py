@@ -188,6 +188,7 @@ class OmniGRPOTrainer(GRPOTrainer):
         self.vllm_engine = None  # use_vllm: this process's hs_rl.omni.vllm_engine.VLLMEngine, built below
         self._vllm_pushed_step: int | None = None  # the global step whose weights the engine holds (None: none yet)
         self._vllm_parts: set[str] | None = None  # what each push after the first sends (the trained parts)
+        self._vllm_names: dict[str, str] = {}  # in-memory -> vLLM name prefixes (vllm_engine.thinker_parts)
         if reference and self.ref_model is not None:
             sizes = [thinker_of(self.accelerator.unwrap_model(m)).get_input_embeddings().num_embeddings
                      for m in (self.model, self.ref_model)]
@@ -469,14 +470,14 @@ class OmniGRPOTrainer(GRPOTrainer):
         if self._vllm_pushed_step == step:
             return
         first = self._vllm_pushed_step is None
-        thinker = thinker_of(self.accelerator.unwrap_model(self.model))
-        if first:
-            self._vllm_parts = vllm_rollouts.trained_parts(thinker)
+        if first:  # the layout's names and the trained parts do not change during the run
+            thinker = thinker_of(self.accelerator.unwrap_model(self.model))
+            self._vllm_names = vllm_engine.thinker_parts(thinker)
+            self._vllm_parts = vllm_rollouts.trained_parts(thinker, self._vllm_names)
         parts = None if first else self._vllm_parts
         seconds = vllm_rollouts.together(
             self, "the weight push",
-            lambda: self.vllm_engine.push_named(vllm_rollouts.policy_weights(self, parts),
-                                                vllm_engine.thinker_parts(thinker)))
+            lambda: self.vllm_engine.push_named(vllm_rollouts.policy_weights(self, parts), self._vllm_names))
         self._vllm_pushed_step = step
         mode = "train" if self.model.training else "eval"
         self._metrics[mode]["vllm/push_seconds"].append(seconds)

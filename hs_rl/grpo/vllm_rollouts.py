@@ -26,7 +26,7 @@ import torch
 
 from hs_rl.errors import UserError
 from hs_rl.omni.inputs import thinker_of
-from hs_rl.omni.vllm_engine import language_model_prefix, thinker_parts
+from hs_rl.omni.vllm_engine import language_model_prefix
 
 logger = logging.getLogger(__name__)
 
@@ -113,11 +113,13 @@ def build_engine(trainer):
     return engine
 
 
-def trained_parts(thinker) -> set[str]:
-    """The thinker's top-level parts (`thinker_parts`' in-memory prefixes) holding a parameter that trains (LoRA:
-    the parts it adapts)."""
-    return {part for part in thinker_parts(thinker) for name, p in thinker.named_parameters()
-            if p.requires_grad and name.startswith(part)}
+def trained_parts(thinker, names: dict[str, str]) -> set[str]:
+    """What a push after an optimizer step sends: the thinker's top-level parts (`names`: its `thinker_parts`)
+    holding a parameter that trains (LoRA: the parts it adapts), and the head whenever the language model is in
+    them (vLLM's head keeps its own packed copy, tied or not)."""
+    parts = {part for part in names for name, p in thinker.named_parameters()
+             if p.requires_grad and name.startswith(part)}
+    return parts | {"lm_head."} if language_model_prefix(names) in parts else parts
 
 
 @contextlib.contextmanager
@@ -142,8 +144,6 @@ def policy_weights(trainer, parts: set[str] | None = None) -> Iterator[tuple[str
     gather = trainer._dist.gather_params
     # ZeRO-3 + LoRA: merging needs the whole model gathered at once (as TRL does it)
     outer = gather(list(unwrapped.parameters())) if peft else contextlib.nullcontext()
-    if parts is not None and language_model_prefix(thinker) in parts:
-        parts = parts | {"lm_head."}  # vLLM's head keeps its own packed copy, tied or not: always with the LM
     with outer, _merged(unwrapped):
         for module_name, module in _push_units(thinker):
             params = [(name, p) for name, p in module.named_parameters(prefix=module_name)

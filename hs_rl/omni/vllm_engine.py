@@ -116,10 +116,9 @@ def thinker_parts(thinker) -> dict[str, str]:
     return {where[id(module)] + ".": _CHECKPOINT_PARTS[part] for part, module in modules.items()}
 
 
-def language_model_prefix(thinker) -> str:
-    """The in-memory name prefix of the thinker's language model (`thinker_parts`' key for `thinker.model.`)."""
-    return next(memory for memory, checkpoint in thinker_parts(thinker).items()
-                if checkpoint == _CHECKPOINT_PARTS["language_model"])
+def language_model_prefix(parts: dict[str, str]) -> str:
+    """The in-memory name prefix of the thinker's language model (`parts`: its `thinker_parts`)."""
+    return next(memory for memory, checkpoint in parts.items() if checkpoint == _CHECKPOINT_PARTS["language_model"])
 
 
 def checkpoint_name(name: str, parts: dict[str, str]) -> str:
@@ -349,7 +348,7 @@ class VLLMEngine:
         state = thinker.state_dict()
         parts = thinker_parts(thinker)
         chosen = [k for k in state if only is None or only(k)]
-        lm = language_model_prefix(thinker)
+        lm = language_model_prefix(parts)
         if any(k.startswith(lm) for k in chosen) and "lm_head.weight" in state \
                 and "lm_head.weight" not in chosen:  # a tied head keeps its own packed copy in vLLM
             chosen.append("lm_head.weight")
