@@ -82,15 +82,15 @@ def video_sampling_for(processor, data_args: DataArguments):
 def takes_audio_from_video(processor) -> bool:
     """Whether the processor names a video's audio track with `load_audio_from_video` / `audio_from_video_indices`
     (transformers 5.23) rather than `use_audio_in_video` (5.20, where every audio given belongs to a video, in
-    order), read from the keyword arguments it declares (once per processor class, not per record)."""
-    return _declares_audio_from_video(type(processor))
+    order), read from the keyword arguments it declares (once per declaration, not per record). Read through the
+    instance, so a wrapper that forwards attributes (evaluation's `LockedProcessor`) answers as what it wraps."""
+    return _declares_audio_from_video(getattr(processor, "valid_processor_kwargs", None))
 
 
 @functools.cache
-def _declares_audio_from_video(processor_class: type) -> bool:
+def _declares_audio_from_video(declared: type | None) -> bool:
     import typing
 
-    declared = getattr(processor_class, "valid_processor_kwargs", None)
     return declared is not None and "load_audio_from_video" in typing.get_type_hints(declared)
 
 
