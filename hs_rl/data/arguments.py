@@ -37,12 +37,19 @@ class DataArguments(VideoArguments):
         "help": "Earlier stages' records mixed into this stage's, {SOURCE: FRACTION}: round(FRACTION x this stage's "
                 "record count) records of each SOURCE (a records JSONL; in a pipeline YAML an earlier stage's name), "
                 "drawn from the run's seed, validated like the stage's own (hs_rl.data.replay)."})
+    prompt_cache_size: int = field(default=4, metadata={
+        "help": "Built prompts (decoded media, token ids) kept in memory per data process, newest first: TRL asks "
+                "for a prompt's num_generations repeats back to back, which 4 covers; a dataset small enough to keep "
+                "whole (the demo's) decodes each clip once per run instead of once per step it is drawn in. A clip "
+                "changed on disk after it was cached is not read again."})
     probe_datasets: dict | str | None = field(default=None, metadata={
         "help": "Small held-out sets measured while the stage trains, {NAME: FILE.jsonl}: TRL's evaluation on each "
                 "(eval_strategy: steps, eval_steps: N), logged as eval_NAME_rewards/..., drawn in curves.png."})
 
     def __post_init__(self):
         check_choices(self)
+        if self.prompt_cache_size < 0:
+            raise ValueError(f"prompt_cache_size must be 0 or more, got {self.prompt_cache_size}")
         if self.prompt_source:  # a missing or unreadable checkout is an error now, not in a DataLoader worker
             from hs_rl.data.benchmark_prompts import load_prompt_source
 

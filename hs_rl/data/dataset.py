@@ -129,7 +129,8 @@ def build_train_dataset(records: list[Record], processor, data_args: DataArgumen
     count = len(records)
     table = datasets.Dataset.from_dict({"index": list(range(count)) * 2, "id": [r.id for r in records] * 2,
                                        "repeat": [False] * count + [True] * count})
-    return table.with_transform(PromptBuilder(records, processor, data_args, keep_decoded=keep_decoded))
+    return table.with_transform(PromptBuilder(records, processor, data_args, cache_size=data_args.prompt_cache_size,
+                                              keep_decoded=keep_decoded))
 
 
 def prompt_count(dataset) -> int | None:

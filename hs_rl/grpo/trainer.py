@@ -40,6 +40,9 @@ which tests/grpo/test_trl_contract.py checks against the installed TRL in a seco
 - `_get_eval_sampler`, `evaluate`, `log`: held-out probes (`probe_datasets`, a dict `eval_dataset`) are sampled
   from their media rows only, and TRL's eval metrics are named after the probe (`eval_NAME_rewards/...`; TRL would
   log every set under the same `eval_rewards/...`).
+TRL's GRPO module itself is imported with vLLM hidden from its import-time checks
+(`trl_contract.import_trl_grpo_without_vllm`): none of TRL's vLLM code runs here, and importing vLLM cost every
+process 4 s.
 A `ProgressRecorder` callback (hs_rl.grpo.progress_recorder) keeps OUTPUT_DIR/progress.json current for the
 console and `hs-rl status`.
 
@@ -68,9 +71,7 @@ from typing import Any
 
 import torch
 from accelerate.utils import gather_object
-from trl import GRPOTrainer
 from trl.models import unwrap_model_for_generation
-from trl.trainer import grpo_trainer as _trl_grpo
 
 from hs_rl.data.dataset import FirstUseSampler, prompt_count
 from hs_rl.data.prompt_media import PromptMedia
@@ -86,12 +87,17 @@ from hs_rl.grpo.prefix_sharing import completion_masks_are_prefixes, shared_pref
 from hs_rl.grpo.progress_recorder import ProgressRecorder
 from hs_rl.grpo.reference import share_frozen_parameters, weights_fingerprint
 from hs_rl.grpo.sampler import epoch_seeded
+from hs_rl.grpo.trl_contract import import_trl_grpo_without_vllm
 from hs_rl.omni.families import family_of, family_of_dir, language_backbone
 from hs_rl.omni.generation import generate_rows
 from hs_rl.omni.inputs import lm_inputs, rope_positions, thinker_of
 from hs_rl.rewards.common import completion_text
 
 logger = logging.getLogger(__name__)
+
+# TRL's GRPO module, imported with vLLM hidden from its import-time checks (none of TRL's vLLM code runs here)
+_trl_grpo = import_trl_grpo_without_vllm()
+GRPOTrainer = _trl_grpo.GRPOTrainer
 
 
 @contextlib.contextmanager

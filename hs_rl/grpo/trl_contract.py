@@ -76,6 +76,35 @@ CREATE_MODEL_PATCH: tuple[str, str, str] = (
 # is replaced by a placeholder (hs_rl.grpo.trainer._no_trl_vllm_engine); hs-rl's own engine generates instead.
 VLLM_GENERATION_PATCH: tuple[str, str] = ("trl.trainer.grpo_trainer", "VLLMGeneration")
 
+# The import-time hiding: TRL's generation modules (imported by its GRPO module) import vLLM whenever it is installed,
+# behind `is_vllm_available()` calls made at import; hs-rl runs none of that code (its engine: hs_rl.omni.vllm_engine).
+VLLM_IMPORT_GATES: tuple[str, ...] = ("trl.generation", "trl.generation.vllm_client", "trl.generation.vllm_generation")
+
+
+def import_trl_grpo_without_vllm():
+    """Import TRL's GRPO module with its import-time `is_vllm_available()` answering False, and return it.
+
+    Why: hs-rl never runs TRL's vLLM code (server mode is refused; colocated, TRL's `VLLMGeneration` is replaced
+    while its `__init__` runs and hs-rl's own engine imports vLLM itself), yet the import costs every training
+    process about 4 s on 2 CPU cores, and vLLM's import rewrites torch settings (inductor's fallback list) in runs
+    that never use it. Only the modules of `VLLM_IMPORT_GATES` see the answer False, and only while they first
+    load; the check is TRL's own again afterwards. A process that imported them before keeps what it has."""
+    import importlib
+    import sys
+
+    if "trl.trainer.grpo_trainer" not in sys.modules:
+        import trl.import_utils as trl_imports
+
+        real = trl_imports.is_vllm_available
+        trl_imports.is_vllm_available = lambda *args, **kwargs: False
+        try:
+            for name in VLLM_IMPORT_GATES:
+                importlib.import_module(name)
+        finally:
+            trl_imports.is_vllm_available = real
+    return importlib.import_module("trl.trainer.grpo_trainer")
+
+
 # Attributes GRPOTrainer sets in its own code that hs-rl reads or extends (`self._metrics[mode][key]`,
 # `self._logs`, `self._dist`, ...): each must still be assigned there.
 TRL_ATTRIBUTES: tuple[str, ...] = (

@@ -100,3 +100,30 @@ def test_prompt_count_knows_our_dataset_not_a_column_name(processor, sample_data
     assert prompt_count(theirs) is None  # a user's column named `repeat` says nothing about the rows
     assert prompt_count(theirs.with_transform(lambda batch: batch)) is None
     assert prompt_count(list(range(4))) is None
+
+
+def test_prompt_cache_size_decodes_a_kept_record_once(processor, sample_data, tmp_path, monkeypatch):
+    """Two sweeps over six records: the default (4) decodes every record in both sweeps, a cache as large as the
+    set decodes each once and gives the same rows; a negative size is refused when the options are read."""
+    import hs_rl.data.dataset as dataset_module
+
+    records = [r for r in sample_records(sample_data) if r.modality in ("video", "audio", "video_audio")][:6]
+    assert len(records) == 6
+    decoded: list[str] = []
+    real = dataset_module.prepare_prompt
+
+    def counting(record, *args, **kwargs):
+        decoded.append(record.id)
+        return real(record, *args, **kwargs)
+
+    monkeypatch.setattr(dataset_module, "prepare_prompt", counting)
+    rows = {}
+    for size, decodes in ((4, 12), (6, 6)):
+        decoded.clear()
+        dataset = build_train_dataset(records, processor, _data_args(prompt_cache_size=size))
+        rows[size] = [dataset[i % 6] for i in range(12)]
+        assert len(decoded) == decodes, (size, decoded)
+    for plain, kept in zip(rows[4], rows[6]):
+        assert plain["id"] == kept["id"] and plain["media"].input_ids.equal(kept["media"].input_ids)
+    with pytest.raises(ValueError, match="prompt_cache_size"):
+        _data_args(prompt_cache_size=-1)

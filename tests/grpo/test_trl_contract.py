@@ -108,6 +108,27 @@ def test_the_vllm_generation_patch_still_reaches_trl():
     assert getattr(module, name) is original
 
 
+def test_the_trainer_imports_without_vllm_and_trl_still_sees_it():
+    """A fresh process importing the trainer leaves vLLM unimported (it is installed by the set-up on these machines),
+    TRL's own `is_vllm_available` answers truly afterwards, and the gated modules are the only ones that ask it at
+    import: a TRL release that imports vLLM from another module fails here, not as a slower start."""
+    import subprocess
+    import sys
+
+    script = ("import sys, hs_rl.grpo.trainer, trl.import_utils as u, importlib.util as iu\n"
+              "print('vllm' in sys.modules, u.is_vllm_available() == (iu.find_spec('vllm') is not None))")
+    result = subprocess.run([sys.executable, "-W", "ignore", "-c", script], capture_output=True, text=True,
+                            timeout=120, check=True)
+    assert result.stdout.split() == ["False", "True"], result.stderr[-2000:]
+    trl_root = Path(importlib.import_module("trl").__file__).parent
+    import_time_askers = sorted(
+        ".".join(("trl", *path.relative_to(trl_root).with_suffix("").parts)).removesuffix(".__init__")
+        for path in (trl_root / "generation").glob("*.py")
+        if any(isinstance(node, ast.If) and "is_vllm_available" in ast.unparse(node.test)
+               for node in ast.parse(path.read_text()).body))
+    assert import_time_askers == sorted(trl_contract.VLLM_IMPORT_GATES)
+
+
 def test_trl_attributes_read_are_still_trls():
     source = _module_text(GRPOTrainer)
     missing = [name for name in trl_contract.TRL_ATTRIBUTES if f"self.{name} =" not in source]
