@@ -8,7 +8,7 @@ import importlib
 import os
 import sys
 
-from hs_rl.commands import COMMANDS, build_parser, did_you_mean, parse_command, usage
+from hs_rl.commands import COMMANDS, EARLIER_NAMES, build_parser, did_you_mean, parse_command, usage
 from hs_rl.errors import EXIT_CODE, UserError, report
 from hs_rl.logs import quiet_known_noise, show_our_logs
 
@@ -45,10 +45,11 @@ def short_help(name: str) -> str:
 
     def lines(names) -> list[str]:
         out = []
-        for dest in names:
-            action = actions.get(dest)
+        for name in names:  # a transformers from before a rename lists the option under its own name
+            action = actions.get(name) or actions.get(EARLIER_NAMES.get(name, ""))
             if action is None:
                 continue
+            dest = action.dest
             text = " ".join((action.help or "").split()) or "(see --help-all)"
             default = parser.get_default(dest)
             if default not in (None, "", []) and "default" not in text.lower() and len(repr(default)) < 40:

@@ -219,14 +219,14 @@ def _known_flags(parser: TrlParser, args: list[str]) -> list[str]:
 # rename (5.20) has only the old name: there the new spelling is handed over under the old one.
 RENAMED = {"gradient_checkpointing": "activation_checkpointing",
            "gradient_checkpointing_kwargs": "activation_checkpointing_kwargs"}
-_UNRENAMED = {new: old for old, new in RENAMED.items()}
+EARLIER_NAMES = {new: old for old, new in RENAMED.items()}
 
 
 def _renamed_config(parser: TrlParser, config: dict) -> dict:
     dests = _valid_keys(parser)
     if not all(new in dests for new in RENAMED.values()):
         if all(old in dests for old in RENAMED):
-            return {_UNRENAMED.get(k, k) if _UNRENAMED.get(k) not in config else k: v for k, v in config.items()}
+            return {EARLIER_NAMES.get(k, k) if EARLIER_NAMES.get(k) not in config else k: v for k, v in config.items()}
         return config
     config = {RENAMED.get(k, k) if RENAMED.get(k) not in config else k: v for k, v in config.items()}
     if config.get("activation_checkpointing") is None:  # the old name's default (TRL: True), under the new name
@@ -238,7 +238,7 @@ def _renamed_flags(parser: TrlParser, args: list[str]) -> list[str]:
     if "--activation_checkpointing" in parser._option_string_actions:
         names = RENAMED
     elif "--gradient_checkpointing" in parser._option_string_actions:  # before the rename (transformers 5.20)
-        names = _UNRENAMED
+        names = EARLIER_NAMES
     else:
         return args
     option = "--" + next(iter(names.values()))  # this release's name of the checkpointing switch
