@@ -40,8 +40,10 @@ class DataArguments(VideoArguments):
     prompt_cache_size: int = field(default=4, metadata={
         "help": "Built prompts (decoded media, token ids) kept in memory per data process, newest first: TRL asks "
                 "for a prompt's num_generations repeats back to back, which 4 covers; a dataset small enough to keep "
-                "whole (the demo's) decodes each clip once per run instead of once per step it is drawn in. A clip "
-                "changed on disk after it was cached is not read again."})
+                "whole (the demo's) decodes each clip once per data process and epoch (once per run with "
+                "dataloader_num_workers: 0) instead of in every step that draws it. A clip changed on disk after it "
+                "was kept is not read again; with DataLoader workers each kept row holds a few shared-memory file "
+                "handles (mind `ulimit -n`)."})
     probe_datasets: dict | str | None = field(default=None, metadata={
         "help": "Small held-out sets measured while the stage trains, {NAME: FILE.jsonl}: TRL's evaluation on each "
                 "(eval_strategy: steps, eval_steps: N), logged as eval_NAME_rewards/..., drawn in curves.png."})

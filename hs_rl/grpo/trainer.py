@@ -155,6 +155,20 @@ def _no_trl_vllm_engine():
         _trl_grpo.VLLMGeneration = original
 
 
+def _batch_rows(media: list[PromptMedia], device: torch.device) -> list[PromptMedia]:
+    """This batch's rows on `device`: one fresh copy of each distinct prompt (a group's rows still share it), so the
+    encoder outputs and device tensors the step adds to a row live as long as the batch, not as long as the
+    DataLoader side keeps the prompt (`prompt_cache_size`). The copy is shallow: tensors already on `device` are
+    shared, not copied."""
+    import dataclasses
+
+    copies: dict[int, PromptMedia] = {}
+    for row in media:
+        if id(row) not in copies:
+            copies[id(row)] = dataclasses.replace(row, cache={}).to(device)
+    return [copies[id(row)] for row in media]
+
+
 def _keep_used_weight_conversions(model) -> None:
     """Under ZeRO-3, transformers 5.23 loads through `integrations.deepspeed`, which records every candidate
     key mapping (legacy ones included) on the model instead of only those that matched, as the normal path does;
@@ -392,7 +406,7 @@ class OmniGRPOTrainer(GRPOTrainer):
         if not self._same_on_every_rank(not any(x.get("repeat") for x in inputs)):  # every process stops
             raise RuntimeError("a generation batch of media-free re-fetch rows: TRL's generation cycle and the "
                                "FirstUseSampler are out of step (OmniGRPOTrainer bookkeeping bug)")
-        self._rows = [x["media"].to(device) for x in inputs]
+        self._rows = _batch_rows([x["media"] for x in inputs], device)
         mode = "train" if self.model.training else "eval"
         problems = torch.tensor(sum(bool(x.get("media_problem")) for x in inputs), device=device)
         self._metrics[mode]["media/replaced_samples"].append(self.accelerator.gather(problems).sum().item())

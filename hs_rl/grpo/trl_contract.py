@@ -87,8 +87,9 @@ def import_trl_grpo_without_vllm():
     Why: hs-rl never runs TRL's vLLM code (server mode is refused; colocated, TRL's `VLLMGeneration` is replaced
     while its `__init__` runs and hs-rl's own engine imports vLLM itself), yet the import costs every training
     process about 4 s on 2 CPU cores, and vLLM's import rewrites torch settings (inductor's fallback list) in runs
-    that never use it. Only the modules of `VLLM_IMPORT_GATES` see the answer False, and only while they first
-    load; the check is TRL's own again afterwards. A process that imported them before keeps what it has."""
+    that never use it. The modules of `VLLM_IMPORT_GATES` load with the answer False and keep it (they bound the
+    function by name), so TRL's own vLLM generation is unavailable in such a process; `trl.import_utils` and every
+    module imported later get TRL's true answer. A process that imported them before keeps what it has."""
     import importlib
     import sys
 

@@ -202,3 +202,18 @@ def test_a_stage_final_model_is_labelled_by_its_stage(tmp_path):
     assert _model_label(SimpleNamespace(label=None, model=str(tmp_path / "stage1_video" / "final"))) == "stage1_video"
     assert _model_label(SimpleNamespace(label=None, model=str(tmp_path / "run" / "checkpoint-4"))) == "run-checkpoint-4"
     assert _model_label(SimpleNamespace(label="mine", model=str(tmp_path / "x" / "final"))) == "mine"
+
+
+def test_the_locked_processor_answers_the_audio_in_video_question_as_what_it_wraps(tiny_model):
+    """Evaluation's thread lock wraps the processor; the question which audio-in-video keywords it declares must be
+    answered for the wrapped processor (the wrapper's own class declares none), on either transformers layout."""
+    from hs_rl.data.prompt_media import takes_audio_from_video
+    from hs_rl.eval.evaluate import LockedProcessor
+    from hs_rl.omni.loading import load_processor
+
+    processor = load_processor(tiny_model["full"])
+    import transformers
+    from packaging.version import Version
+
+    assert takes_audio_from_video(processor) is (Version(transformers.__version__) >= Version("5.23"))
+    assert takes_audio_from_video(LockedProcessor(processor)) is takes_audio_from_video(processor)

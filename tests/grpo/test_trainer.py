@@ -400,3 +400,22 @@ def test_changed_frozen_weights_are_refused_before_the_first_step(tiny_model, re
         tower.add_(0.5)  # what loading such a checkpoint does to the policy's (shared) tensor
     with pytest.raises(RuntimeError, match="freeze_audio_encoder.*reference_shares_frozen: false"):
         trainer.train()
+
+
+def test_a_batch_gets_its_own_rows_and_a_group_still_shares_one():
+    """The step writes encoder outputs and rope into its rows' caches and moves their tensors: it gets one fresh
+    copy per distinct prompt (a group's rows one shared object, as before), so the prompt the DataLoader side keeps
+    (prompt_cache_size) holds none of that after the step."""
+    import torch
+
+    from hs_rl.data.prompt_media import PromptMedia
+    from hs_rl.grpo.trainer import _batch_rows
+
+    kept = [PromptMedia(input_ids=torch.arange(5)), PromptMedia(input_ids=torch.arange(7))]
+    rows = _batch_rows([kept[0]] * 3 + [kept[1]] * 2, torch.device("cpu"))
+    assert rows[0] is rows[1] is rows[2] and rows[3] is rows[4] and rows[0] is not rows[3]
+    assert all(row is not original for row in rows for original in kept)
+    rows[0].cache["encoded"] = torch.ones(2)
+    rows[0].input_ids = rows[0].input_ids + 1
+    assert kept[0].cache == {} and kept[0].input_ids.tolist() == list(range(5))
+    assert rows[3].input_ids.data_ptr() == kept[1].input_ids.data_ptr()  # tensors on the device already: not copied
