@@ -133,11 +133,22 @@ def _pump(source: int, target: int | None, log, lock: threading.Lock) -> None:
         if not chunk:
             return
         with lock:
-            log.write(chunk)
-            log.flush()
+            _append(log, chunk)
         if target is not None:
             with contextlib.suppress(OSError):  # a console that went away must not stop the log
                 os.write(target, chunk)
+
+
+def _append(log, chunk: bytes) -> None:
+    """Write all of `chunk` to the (unbuffered) log; on a full disk drop it, as the console keeps its copy: the pipe
+    must go on being drained, or the stage would block on its next print, and a traceback here would bury the
+    stage's own one-line disk-full message."""
+    view = memoryview(chunk)
+    try:
+        while view:
+            view = view[log.write(view):]
+    except OSError:
+        pass
 
 
 def helper_main(argv: list[str]) -> int:
@@ -155,7 +166,7 @@ def helper_main(argv: list[str]) -> int:
         poller = threading.Thread(target=poll, daemon=True)
         poller.start()
     lock = threading.Lock()
-    with open(log_path, "ab") as log:
+    with open(log_path, "ab", buffering=0) as log:  # unbuffered: nothing is left to fail at close on a full disk
         pumps = [threading.Thread(target=_pump, args=(0, 1 if mode == "full" else None, log, lock)),
                  threading.Thread(target=_pump, args=(int(err_fd), 2 if mode == "full" else None, log, lock))]
         for pump in pumps:

@@ -40,6 +40,12 @@ def test_attention_pairs_match_the_packed_mask():
 
 @pytest.mark.slow
 def test_cpu_smoke_runs_every_mode_and_they_agree(tmp_path):
+    import transformers
+    from packaging.version import Version
+
+    if Version(transformers.__version__) < Version("5.23"):
+        pytest.skip("the benchmark's `trl` mode (TRL's fused head on the thinker with its media) needs transformers "
+                    "5.23's layout: 5.20's thinker has no head-less backbone that takes media (docs/vllm.md)")
     out = tmp_path / "smoke.json"
     assert _script().main(["--cpu-smoke", "--rounds", "0", "--out", str(out)]) == 0
     result = json.loads(out.read_text())

@@ -101,13 +101,18 @@ def test_without_media_in_the_loss_it_stays_at_chance(demo_run, monkeypatch, tmp
 
     from hs_rl.commands import build_parser
     from hs_rl.grpo.trainer import OmniGRPOTrainer
+    from hs_rl.omni.families import language_backbone
     from hs_rl.omni.inputs import thinker_of
     from hs_rl.tools.curriculum import heldout_accuracy, right_letter_probability
     from hs_rl.train import build_trainer
 
     root, table = demo_run
-    monkeypatch.setattr(OmniGRPOTrainer, "_get_per_token_logps_and_entropies",
-                        GRPOTrainer._get_per_token_logps_and_entropies)
+
+    def trls_forward(self, model, *args, **kwargs):  # TRL's own, with its fused head given a head-less backbone
+        with language_backbone(thinker_of(model)):  # (a no-op on transformers 5.23; 5.20's thinker needs it)
+            return GRPOTrainer._get_per_token_logps_and_entropies(self, model, *args, **kwargs)
+
+    monkeypatch.setattr(OmniGRPOTrainer, "_get_per_token_logps_and_entropies", trls_forward)
     data_args, config, model_args = build_parser("train").parse_args_and_config([
         "--config", str(STAGE1), "--model_name_or_path", str(root / "base" / "final"),
         "--ref_model_name_or_path", str(root / "base" / "final"),

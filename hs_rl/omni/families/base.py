@@ -66,6 +66,8 @@ class Family:
     full_class_name: str = ""
     side_files: tuple[str, ...] = ()  # non-weight files a full checkpoint needs beside config.json (spk_dict.pt)
     has_experts: bool = False
+    # the other models of a full Omni folder, which a thinker loaded from it skips (talker, speech decoder)
+    other_models: tuple[str, ...] = ()
     # LoRA's default targets (`use_peft` without `lora_target_modules`), leaf names of the LM's nn.Linear
     # projections: for a dense LM every attention and MLP projection
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -73,9 +75,17 @@ class Family:
     # ---- classes -------------------------------------------------------------------------------------------
     @property
     def thinker_class(self):
+        """The thinker's transformers class, declared to skip the full folder's other models when it loads from one:
+        transformers 5.23 declares that itself; 5.20 does not, and printed a 70-line table of "UNEXPECTED" talker and
+        speech-decoder weights for every thinker loaded from a full Omni folder (every stage, every process)."""
         import transformers
 
-        return getattr(transformers, self.thinker_class_name)
+        cls = getattr(transformers, self.thinker_class_name)
+        ignored = list(cls._keys_to_ignore_on_load_unexpected or [])
+        missing = [rf"^{name}\." for name in self.other_models if rf"^{name}\." not in ignored]
+        if missing:
+            cls._keys_to_ignore_on_load_unexpected = ignored + missing
+        return cls
 
     @property
     def full_class(self):
