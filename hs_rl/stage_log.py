@@ -140,9 +140,9 @@ def _pump(source: int, target: int | None, log, lock: threading.Lock) -> None:
 
 
 def _append(log, chunk: bytes) -> None:
-    """Write all of `chunk` to the (unbuffered) log; on a full disk drop it, as the console keeps its copy: the pipe
-    must go on being drained, or the stage would block on its next print, and a traceback here would bury the
-    stage's own one-line disk-full message."""
+    """Write all of `chunk` to the (unbuffered) log; on a full disk drop it (a console in `full` mode still gets its
+    copy): the pipe must go on being drained, or the stage would block on its next print, and a traceback here would
+    bury the stage's own one-line disk-full message."""
     view = memoryview(chunk)
     try:
         while view:

@@ -53,13 +53,11 @@ def _free_port() -> int:
 def _thinker(path: Path):
     from hs_rl.omni.families import family_of_dir
 
-    model, info = family_of_dir(path).thinker_class.from_pretrained(path, output_loading_info=True)
+    family = family_of_dir(path)
+    model, info = family.thinker_class.from_pretrained(path, output_loading_info=True)
     # a full Omni folder's other models, which transformers 5.20 lists as unexpected when the thinker loads from it
-    info["unexpected_keys"] = {k for k in info["unexpected_keys"] if not k.startswith(_NOT_THINKER)}
+    info["unexpected_keys"] = {k for k in info["unexpected_keys"] if not k.startswith(family.non_thinker_prefixes())}
     return model, info
-
-
-_NOT_THINKER = ("talker.", "token2wav.", "code2wav.", "code_predictor.")
 
 
 def _prefix(path: Path, part: str) -> str:

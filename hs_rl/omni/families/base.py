@@ -24,6 +24,7 @@ on the thinker itself, whose `thinker.model` is the language model (`thinker.vis
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -66,8 +67,6 @@ class Family:
     full_class_name: str = ""
     side_files: tuple[str, ...] = ()  # non-weight files a full checkpoint needs beside config.json (spk_dict.pt)
     has_experts: bool = False
-    # the other models of a full Omni folder, which a thinker loaded from it skips (talker, speech decoder)
-    other_models: tuple[str, ...] = ()
     # LoRA's default targets (`use_peft` without `lora_target_modules`), leaf names of the LM's nn.Linear
     # projections: for a dense LM every attention and MLP projection
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
@@ -82,7 +81,8 @@ class Family:
 
         cls = getattr(transformers, self.thinker_class_name)
         ignored = list(cls._keys_to_ignore_on_load_unexpected or [])
-        missing = [rf"^{name}\." for name in self.other_models if rf"^{name}\." not in ignored]
+        missing = [f"^{re.escape(prefix)}" for prefix in self.non_thinker_prefixes()
+                   if f"^{re.escape(prefix)}" not in ignored]
         if missing:
             cls._keys_to_ignore_on_load_unexpected = ignored + missing
         return cls

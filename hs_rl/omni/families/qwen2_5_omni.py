@@ -14,7 +14,6 @@ class Qwen25Omni(Family):
     name = "qwen2_5_omni"
     model_types = ("qwen2_5_omni", "qwen2_5_omni_thinker")
     thinker_class_name = "Qwen2_5OmniThinkerForConditionalGeneration"
-    other_models = ("talker", "token2wav")
     full_class_name = "Qwen2_5OmniForConditionalGeneration"
     side_files = ("spk_dict.pt",)
 

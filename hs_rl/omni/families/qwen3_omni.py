@@ -25,7 +25,6 @@ class Qwen3Omni(Family):
     name = "qwen3_omni"
     model_types = ("qwen3_omni_moe", "qwen3_omni_moe_thinker")
     thinker_class_name = "Qwen3OmniMoeThinkerForConditionalGeneration"
-    other_models = ("talker", "code2wav")
     full_class_name = "Qwen3OmniMoeForConditionalGeneration"
     side_files = ()
     has_experts = True
